@@ -1,0 +1,7 @@
+//! rkube-apimachinery: what upstream keeps in `k8s.io/apimachinery`, for untyped JSON objects.
+//!
+//! Everything here is pure: given objects, patches and schemas it computes results. The
+//! [`schema`] model is the seam: the openapi crate builds it from the built-in types and CRDs,
+//! patching and apply walk it to know how each list merges.
+
+pub mod schema;
