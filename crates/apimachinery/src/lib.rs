@@ -4,4 +4,13 @@
 //! [`schema`] model is the seam: the openapi crate builds it from the built-in types and CRDs,
 //! patching and apply walk it to know how each list merges.
 
+pub mod fields;
+pub mod labels;
+pub mod managedfields;
+pub mod patch;
 pub mod schema;
+pub mod strict;
+pub mod validation;
+
+#[cfg(test)]
+mod testschemas;

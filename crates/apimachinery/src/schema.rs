@@ -128,3 +128,25 @@ impl Schemas {
         self.defs.is_empty()
     }
 }
+
+impl Schemas {
+    /// The schema of the value under `key` of an object described by `schema`: a struct's field
+    /// (`Any` for a field it does not list), a map's value schema, `Any` otherwise.
+    pub fn field<'a>(&'a self, schema: &'a Schema, key: &str) -> &'a Schema {
+        match self.resolve(schema) {
+            Schema::Object { fields, .. } => {
+                fields.get(key).map_or(&Schema::Any, |s| self.resolve(s))
+            }
+            Schema::Map { values } => self.resolve(values),
+            _ => &Schema::Any,
+        }
+    }
+
+    /// The schema of the items of a list described by `schema`; `Any` if it is not a list.
+    pub fn items<'a>(&'a self, schema: &'a Schema) -> &'a Schema {
+        match self.resolve(schema) {
+            Schema::List { items, .. } => self.resolve(items),
+            _ => &Schema::Any,
+        }
+    }
+}

@@ -62,6 +62,8 @@ pub struct FieldError {
     pub value: Option<Value>,
     /// Explanation.
     pub detail: String,
+    /// Show `value` as written (a Go `%#v` rendering) rather than as JSON.
+    pub verbatim: bool,
 }
 
 impl FieldError {
@@ -71,6 +73,7 @@ impl FieldError {
             field: field.into(),
             value,
             detail: detail.into(),
+            verbatim: false,
         }
     }
     /// A required field is missing.
@@ -80,6 +83,13 @@ impl FieldError {
     /// A field's value is not acceptable.
     pub fn invalid(field: &str, value: Value, detail: &str) -> Self {
         Self::new(FieldErrorKind::Invalid, field, Some(value), detail)
+    }
+    /// Like [`FieldError::invalid`], with the value already rendered as upstream shows it
+    /// (e.g. `map[string]string{"app":"x"}`).
+    pub fn invalid_verbatim(field: &str, shown: String, detail: &str) -> Self {
+        let mut e = Self::new(FieldErrorKind::Invalid, field, Some(Value::String(shown)), detail);
+        e.verbatim = true;
+        e
     }
     /// A field may not be set or changed.
     pub fn forbidden(field: &str, detail: &str) -> Self {
@@ -122,7 +132,10 @@ impl FieldError {
                 FieldErrorKind::Invalid | FieldErrorKind::NotSupported | FieldErrorKind::Duplicate
             ) {
                 s.push_str(": ");
-                s.push_str(&show_value(v));
+                match (self.verbatim, v) {
+                    (true, Value::String(shown)) => s.push_str(shown),
+                    _ => s.push_str(&show_value(v)),
+                }
             }
         }
         if !self.detail.is_empty() {

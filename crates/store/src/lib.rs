@@ -132,3 +132,14 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets history at and below `revision`.
     async fn compact(&self, revision: i64) -> Result<()>;
 }
+
+/// The default backend: in memory, durable through a group-committed write-ahead log.
+pub mod embedded;
+/// The etcd v3 backend (`--datastore-endpoint etcd://host:port`).
+pub mod etcd;
+
+#[cfg(test)]
+mod conformance;
+
+pub use embedded::EmbeddedStore;
+pub use etcd::EtcdStore;

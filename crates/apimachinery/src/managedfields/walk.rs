@@ -1,0 +1,424 @@
+//! Schema-driven walks over objects: the field set of an object, the comparison of two
+//! objects, the apply merge and pruning.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::fieldset::{FieldSet, PathElement};
+use crate::schema::{ListType, Schema, Schemas};
+
+/// How a value is treated by server-side apply.
+enum Kind<'a> {
+    /// A struct or a map: fields are owned separately.
+    Fields { is_map: bool },
+    /// A list whose items are identified by these keys.
+    Associative(&'a [String], &'a Schema),
+    /// A set of scalars.
+    Set,
+    /// A scalar, an atomic list or `Any`: owned as a whole.
+    Atomic,
+}
+
+fn kind<'a>(schema: &'a Schema, schemas: &'a Schemas, v: &Value) -> Kind<'a> {
+    match (schemas.resolve(schema), v) {
+        (Schema::Object { .. }, Value::Object(_)) => Kind::Fields { is_map: false },
+        (Schema::Map { .. }, Value::Object(_)) => Kind::Fields { is_map: true },
+        (
+            Schema::List {
+                list_type: ListType::Map { keys },
+                items,
+                ..
+            },
+            Value::Array(_),
+        ) => Kind::Associative(keys, schemas.resolve(items)),
+        (
+            Schema::List {
+                list_type: ListType::Set,
+                ..
+            },
+            Value::Array(_),
+        ) => Kind::Set,
+        _ => Kind::Atomic,
+    }
+}
+
+/// The path element naming an associative-list item: its key fields, or its index if it
+/// has none.
+fn item_pe(item: &Value, keys: &[String], index: usize) -> PathElement {
+    let fields: BTreeMap<String, Value> = keys
+        .iter()
+        .filter_map(|k| item.get(k).map(|v| (k.clone(), v.clone())))
+        .collect();
+    if fields.is_empty() {
+        PathElement::Index(index)
+    } else {
+        PathElement::key(&fields)
+    }
+}
+
+fn items_by_pe<'v>(list: &'v [Value], keys: &[String]) -> Vec<(PathElement, &'v Value)> {
+    list.iter()
+        .enumerate()
+        .map(|(i, v)| (item_pe(v, keys, i), v))
+        .collect()
+}
+
+/// The field set of `v`: its leaves, associative-list items (as members), set elements and
+/// empty maps.
+pub fn to_field_set(v: &Value, schema: &Schema, schemas: &Schemas) -> FieldSet {
+    let mut set = FieldSet::new();
+    walk_set(v, schema, schemas, &mut Vec::new(), &mut set, false);
+    set
+}
+
+fn walk_set(
+    v: &Value,
+    schema: &Schema,
+    schemas: &Schemas,
+    path: &mut Vec<PathElement>,
+    set: &mut FieldSet,
+    own_maps: bool,
+) {
+    match kind(schema, schemas, v) {
+        Kind::Fields { is_map } => {
+            let obj = v.as_object().expect("kind checked");
+            if obj.is_empty() || (own_maps && is_map) {
+                set.insert(path);
+            }
+            for (k, cv) in obj {
+                path.push(PathElement::Field(k.clone()));
+                walk_set(cv, schemas.field(schema, k), schemas, path, set, own_maps);
+                path.pop();
+            }
+        }
+        Kind::Associative(keys, items) => {
+            for (pe, item) in items_by_pe(v.as_array().expect("kind checked"), keys) {
+                path.push(pe);
+                set.insert(path);
+                if let Value::Object(m) = item {
+                    for (k, cv) in m {
+                        path.push(PathElement::Field(k.clone()));
+                        walk_set(cv, schemas.field(items, k), schemas, path, set, own_maps);
+                        path.pop();
+                    }
+                }
+                path.pop();
+            }
+        }
+        Kind::Set => {
+            for item in v.as_array().expect("kind checked") {
+                path.push(PathElement::value(item));
+                set.insert(path);
+                path.pop();
+            }
+        }
+        Kind::Atomic => set.insert(path),
+    }
+}
+
+/// What changed between two objects.
+#[derive(Debug, Default)]
+pub struct Comparison {
+    /// Paths present only in the new object.
+    pub added: FieldSet,
+    /// Leaves present in both with different values.
+    pub modified: FieldSet,
+    /// Paths present only in the old object.
+    pub removed: FieldSet,
+}
+
+/// Compares two objects.
+pub fn compare(old: &Value, new: &Value, schema: &Schema, schemas: &Schemas) -> Comparison {
+    let mut c = Comparison::default();
+    cmp(
+        Some(old),
+        Some(new),
+        schema,
+        schemas,
+        &mut Vec::new(),
+        &mut c,
+    );
+    c
+}
+
+/// Inserts every path of `v` under `path` into `set`, and `path` itself when `own`. Maps
+/// (not structs) inside are owned themselves too, as upstream records an added map.
+fn subtree(
+    v: &Value,
+    schema: &Schema,
+    schemas: &Schemas,
+    path: &mut Vec<PathElement>,
+    set: &mut FieldSet,
+    own: bool,
+) {
+    if own {
+        set.insert(path);
+    }
+    let mut sub = FieldSet::new();
+    walk_set(v, schema, schemas, &mut Vec::new(), &mut sub, true);
+    for p in sub.paths() {
+        let len = path.len();
+        path.extend(p);
+        set.insert(path);
+        path.truncate(len);
+    }
+}
+
+fn cmp(
+    old: Option<&Value>,
+    new: Option<&Value>,
+    schema: &Schema,
+    schemas: &Schemas,
+    path: &mut Vec<PathElement>,
+    c: &mut Comparison,
+) {
+    let (o, n) = match (old, new) {
+        (None, None) => return,
+        (Some(o), None) => return subtree(o, schema, schemas, path, &mut c.removed, true),
+        (None, Some(n)) => return subtree(n, schema, schemas, path, &mut c.added, false),
+        (Some(o), Some(n)) => (o, n),
+    };
+    match (kind(schema, schemas, o), kind(schema, schemas, n)) {
+        (Kind::Fields { .. }, Kind::Fields { .. }) => {
+            let (om, nm) = (o.as_object().expect("kind"), n.as_object().expect("kind"));
+            let keys: Vec<&String> = om
+                .keys()
+                .chain(nm.keys().filter(|k| !om.contains_key(*k)))
+                .collect();
+            for k in keys {
+                path.push(PathElement::Field(k.clone()));
+                cmp(
+                    om.get(k),
+                    nm.get(k),
+                    schemas.field(schema, k),
+                    schemas,
+                    path,
+                    c,
+                );
+                path.pop();
+            }
+        }
+        (Kind::Associative(keys, items), Kind::Associative(..)) => {
+            let oi = items_by_pe(o.as_array().expect("kind"), keys);
+            let ni = items_by_pe(n.as_array().expect("kind"), keys);
+            for (pe, ov) in &oi {
+                path.push(pe.clone());
+                match find(&ni, pe) {
+                    Some(nv) => cmp_item(ov, nv, items, schemas, path, c),
+                    None => subtree(ov, items, schemas, path, &mut c.removed, true),
+                }
+                path.pop();
+            }
+            for (pe, nv) in &ni {
+                if find(&oi, pe).is_none() {
+                    path.push(pe.clone());
+                    subtree(nv, items, schemas, path, &mut c.added, true);
+                    path.pop();
+                }
+            }
+        }
+        (Kind::Set, Kind::Set) => {
+            let (ol, nl) = (o.as_array().expect("kind"), n.as_array().expect("kind"));
+            for v in ol.iter().filter(|v| !nl.contains(v)) {
+                path.push(PathElement::value(v));
+                c.removed.insert(path);
+                path.pop();
+            }
+            for v in nl.iter().filter(|v| !ol.contains(v)) {
+                path.push(PathElement::value(v));
+                c.added.insert(path);
+                path.pop();
+            }
+        }
+        _ => {
+            if o != n {
+                c.modified.insert(path);
+            }
+        }
+    }
+}
+
+fn find<'v>(l: &[(PathElement, &'v Value)], pe: &PathElement) -> Option<&'v Value> {
+    l.iter().find(|(p, _)| p == pe).map(|(_, v)| *v)
+}
+
+/// Compares two items of an associative list field by field.
+fn cmp_item(
+    o: &Value,
+    n: &Value,
+    items: &Schema,
+    schemas: &Schemas,
+    path: &mut Vec<PathElement>,
+    c: &mut Comparison,
+) {
+    match (o, n) {
+        (Value::Object(om), Value::Object(nm)) => {
+            let keys: Vec<&String> = om
+                .keys()
+                .chain(nm.keys().filter(|k| !om.contains_key(*k)))
+                .collect();
+            for k in keys {
+                path.push(PathElement::Field(k.clone()));
+                cmp(
+                    om.get(k),
+                    nm.get(k),
+                    schemas.field(items, k),
+                    schemas,
+                    path,
+                    c,
+                );
+                path.pop();
+            }
+        }
+        _ if o != n => c.modified.insert(path),
+        _ => {}
+    }
+}
+
+/// Merges an applied configuration into a live value: structs and maps merge, associative
+/// lists merge items by key, set lists union, everything else is replaced.
+pub fn merge(live: Option<&Value>, applied: &Value, schema: &Schema, schemas: &Schemas) -> Value {
+    let Some(live) = live else {
+        return applied.clone();
+    };
+    match (kind(schema, schemas, live), kind(schema, schemas, applied)) {
+        (Kind::Fields { .. }, Kind::Fields { .. }) => {
+            let mut out = live.as_object().cloned().unwrap_or_default();
+            merge_fields(
+                &mut out,
+                applied.as_object().expect("kind"),
+                schema,
+                schemas,
+            );
+            Value::Object(out)
+        }
+        (Kind::Associative(keys, items), Kind::Associative(..)) => {
+            let li = items_by_pe(live.as_array().expect("kind"), keys);
+            let ai = items_by_pe(applied.as_array().expect("kind"), keys);
+            let merge_item = |pe: &PathElement, a: &Value| -> Value {
+                match (li.iter().find(|(p, _)| p == pe), a) {
+                    (Some((_, Value::Object(lm))), Value::Object(am)) => {
+                        let mut out = lm.clone();
+                        merge_fields(&mut out, am, items, schemas);
+                        Value::Object(out)
+                    }
+                    _ => a.clone(),
+                }
+            };
+            // Live-only items keep their place; applied items keep the applied order.
+            let mut out = Vec::new();
+            let mut next = 0;
+            for (pe, lv) in &li {
+                match ai.iter().position(|(p, _)| p == pe) {
+                    Some(j) => {
+                        while next <= j {
+                            out.push(merge_item(&ai[next].0, ai[next].1));
+                            next += 1;
+                        }
+                    }
+                    None => out.push((*lv).clone()),
+                }
+            }
+            for (pe, av) in &ai[next.min(ai.len())..] {
+                out.push(merge_item(pe, av));
+            }
+            Value::Array(out)
+        }
+        (Kind::Set, Kind::Set) => {
+            let mut out = live.as_array().cloned().unwrap_or_default();
+            for v in applied.as_array().expect("kind") {
+                if !out.contains(v) {
+                    out.push(v.clone());
+                }
+            }
+            Value::Array(out)
+        }
+        _ => applied.clone(),
+    }
+}
+
+fn merge_fields(
+    out: &mut Map<String, Value>,
+    applied: &Map<String, Value>,
+    schema: &Schema,
+    schemas: &Schemas,
+) {
+    for (k, av) in applied {
+        if av.is_null() {
+            out.shift_remove(k);
+            continue;
+        }
+        let merged = merge(out.get(k), av, schemas.field(schema, k), schemas);
+        match out.get_mut(k) {
+            Some(slot) => *slot = merged,
+            None => {
+                out.insert(k.clone(), merged);
+            }
+        }
+    }
+}
+
+/// Removes the paths of `remove` from `v`. Objects and lists emptied by the removal go too,
+/// unless `owned` (what managers still own) reaches into them.
+pub fn remove_paths(
+    v: &mut Value,
+    remove: &FieldSet,
+    owned: Option<&FieldSet>,
+    schema: &Schema,
+    schemas: &Schemas,
+) {
+    let k = kind(schema, schemas, v);
+    let item_schema = match k {
+        Kind::Associative(_, items) => Some(items),
+        _ => None,
+    };
+    let keys: Vec<String> = match k {
+        Kind::Associative(keys, _) => keys.to_vec(),
+        _ => Vec::new(),
+    };
+    for pe in remove.members() {
+        match (v as &mut Value, pe) {
+            (Value::Object(m), PathElement::Field(f)) => {
+                m.shift_remove(f);
+            }
+            (Value::Array(a), PathElement::Value(_)) => {
+                a.retain(|x| &PathElement::value(x) != pe);
+            }
+            (Value::Array(a), _) => {
+                let mut i = 0;
+                a.retain(|x| {
+                    i += 1;
+                    &item_pe(x, &keys, i - 1) != pe
+                });
+            }
+            _ => {}
+        }
+    }
+    for (pe, sub) in remove.children() {
+        let owned_sub = owned.and_then(|o| o.child(pe));
+        match (v as &mut Value, pe) {
+            (Value::Object(m), PathElement::Field(f)) => {
+                let child_schema = schemas.field(schema, f);
+                let Some(cv) = m.get_mut(f) else { continue };
+                remove_paths(cv, sub, owned_sub, child_schema, schemas);
+                let still_owned = owned.is_some_and(|o| o.has_member(pe))
+                    || owned_sub.is_some_and(|s| !s.is_empty());
+                let emptied = cv.as_object().is_some_and(Map::is_empty)
+                    || cv.as_array().is_some_and(Vec::is_empty);
+                if !still_owned && emptied {
+                    m.shift_remove(f);
+                }
+            }
+            (Value::Array(a), _) => {
+                let items = item_schema.unwrap_or(&Schema::Any);
+                for (i, item) in a.iter_mut().enumerate() {
+                    if &item_pe(item, &keys, i) == pe {
+                        remove_paths(item, sub, owned_sub, items, schemas);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

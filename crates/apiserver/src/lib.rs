@@ -1,0 +1,292 @@
+//! rkube-apiserver: the Kubernetes API.
+//!
+//! A request flows: [`server`] (TLS, client certificates) → [`ApiServer::handle`] (authn,
+//! authz, routing) → [`discovery`] / [`openapi`] / [`rest`] (the one generic REST handler) →
+//! [`strategy`] (per-kind defaulting and validation) → the [`rkube_store::Store`]. LIST and
+//! WATCH are answered from the [`cache::WatchCache`].
+//!
+//! This is the only crate that touches the store; everything else reaches objects through
+//! the HTTP API (in-process callers through [`ApiServer::handle`], with the same checks).
+
+pub mod alloc;
+pub mod authn;
+pub mod authz;
+pub mod cache;
+pub mod codec;
+pub mod discovery;
+pub mod fieldmanager;
+pub mod local;
+pub mod pki;
+pub mod request;
+pub mod response;
+pub mod rest;
+pub mod server;
+pub mod strategy;
+pub mod table;
+
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use rkube_core::registry::Registry;
+use rkube_core::status::ApiError;
+use rkube_store::Store;
+use serde_json::json;
+
+use crate::authn::{Authenticator, UserInfo};
+use crate::authz::{AllowAuthenticated, Authorizer, Decision};
+use crate::request::{ApiPath, Query};
+use crate::response::{Response, error, json};
+
+/// Largest request body accepted, as upstream (3 MiB).
+pub const MAX_REQUEST_BYTES: usize = 3 * 1024 * 1024;
+
+/// The Kubernetes version served.
+pub const KUBERNETES_VERSION: &str = "v1.35.0";
+
+/// Settings of the apiserver.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Service ClusterIP range, e.g. `10.43.0.0/16`.
+    pub service_cidr: String,
+    /// NodePort range, inclusive.
+    pub node_port_range: (u16, u16),
+    /// The URL clients reach the apiserver at (for the `kubernetes` Endpoints).
+    pub advertise_address: String,
+    /// The port the apiserver listens on.
+    pub port: u16,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            service_cidr: "10.43.0.0/16".into(),
+            node_port_range: (30000, 32767),
+            advertise_address: "127.0.0.1".into(),
+            port: 6443,
+        }
+    }
+}
+
+/// The apiserver: shared by every connection.
+pub struct ApiServer {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) cache: Arc<cache::WatchCache>,
+    pub(crate) registry: RwLock<Registry>,
+    pub(crate) authenticator: Authenticator,
+    pub(crate) authorizer: Box<dyn Authorizer>,
+    pub(crate) allocators: alloc::ServiceAllocators,
+    pub(crate) config: Config,
+    pub(crate) schemas: RwLock<Arc<rkube_apimachinery::schema::Schemas>>,
+    openapi: tokio::sync::watch::Sender<Option<Arc<rkube_openapi::OpenApi>>>,
+    started: Instant,
+}
+
+impl ApiServer {
+    /// Builds an apiserver over `store`, loading the watch cache.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        authenticator: Authenticator,
+        config: Config,
+    ) -> Result<Arc<ApiServer>, rkube_store::Error> {
+        let cache = cache::WatchCache::start(store.clone()).await?;
+        let allocators = alloc::ServiceAllocators::new(&config.service_cidr, config.node_port_range)
+            .map_err(rkube_store::Error::Backend)?;
+        let srv = Arc::new(ApiServer {
+            store,
+            cache,
+            registry: RwLock::new(Registry::builtin()),
+            authenticator,
+            authorizer: Box::new(AllowAuthenticated),
+            allocators,
+            config,
+            schemas: RwLock::new(Arc::new(rkube_apimachinery::schema::Schemas::new())),
+            openapi: tokio::sync::watch::channel(None).0,
+            started: Instant::now(),
+        });
+        srv.allocators.load(&srv.cache);
+        Ok(srv)
+    }
+
+    /// The registry of served resources (built-ins plus custom resources).
+    pub fn registry(&self) -> Registry {
+        self.registry.read().expect("registry lock").clone()
+    }
+
+    /// Installs the OpenAPI documents and the schemas derived from them (built off the
+    /// start-up path: the API is ready before they are, and requests needing them wait).
+    pub fn set_openapi(&self, openapi: rkube_openapi::OpenApi) {
+        *self.schemas.write().expect("schemas lock") = Arc::new(openapi.schemas().clone());
+        self.openapi.send_replace(Some(Arc::new(openapi)));
+    }
+
+    /// The OpenAPI documents, waiting for them to be built.
+    pub async fn openapi_documents(&self) -> Arc<rkube_openapi::OpenApi> {
+        let mut rx = self.openapi.subscribe();
+        let ready = rx.wait_for(Option::is_some).await;
+        match ready {
+            Ok(v) => v.clone().expect("checked by wait_for"),
+            Err(_) => Arc::new(rkube_openapi::OpenApi::new(&self.registry())),
+        }
+    }
+
+    /// The authenticator, for the TLS layer.
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.authenticator
+    }
+
+    /// The apiserver's settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Time since the apiserver was built.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// Answers one request from `user` (already authenticated by the caller: the TLS layer,
+    /// or an in-process component).
+    pub async fn handle(self: &Arc<Self>, req: http::Request<Bytes>, user: UserInfo) -> Response {
+        let path = req.uri().path().to_string();
+        let query = Query::parse(req.uri().query());
+        if let Some(r) = self.handle_non_resource(&path, &query, &req, &user) {
+            return r;
+        }
+        if user.is_anonymous() {
+            return error(&ApiError::unauthorized());
+        }
+        if path == "/openapi/v2" || path.starts_with("/openapi/v3") {
+            return self.openapi(&path, &req).await;
+        }
+        match request::parse(req.method(), &path, &query) {
+            ApiPath::LegacyRoot => {
+                if discovery::wants_aggregated(req.headers()) {
+                    let reg = self.registry();
+                    return response::raw(
+                        200,
+                        discovery::AGGREGATED_V2,
+                        serde_json::to_vec(&discovery::aggregated(&reg, true)).unwrap_or_default(),
+                    );
+                }
+                json(200, &discovery::legacy_versions())
+            }
+            ApiPath::GroupsRoot => {
+                let reg = self.registry();
+                if discovery::wants_aggregated(req.headers()) {
+                    return response::raw(
+                        200,
+                        discovery::AGGREGATED_V2,
+                        serde_json::to_vec(&discovery::aggregated(&reg, false))
+                            .unwrap_or_default(),
+                    );
+                }
+                json(200, &discovery::group_list(&reg))
+            }
+            ApiPath::Group(g) => match discovery::group(&self.registry(), &g) {
+                Some(v) => json(200, &v),
+                None => not_found_path(&path),
+            },
+            ApiPath::GroupVersion(g, v) => match discovery::resource_list(&self.registry(), &g, &v)
+            {
+                Some(doc) => json(200, &doc),
+                None => not_found_path(&path),
+            },
+            ApiPath::Resource(info) => {
+                if let Decision::Deny(why) = self.authorizer.authorize(&user, &info) {
+                    return error(&ApiError::forbidden(
+                        &info.group,
+                        &info.resource,
+                        info.name.as_deref().unwrap_or(""),
+                        &why,
+                    ));
+                }
+                rest::handle(self, info, query, req).await
+            }
+            ApiPath::NotFound => not_found_path(&path),
+        }
+    }
+
+    fn handle_non_resource(
+        self: &Arc<Self>,
+        path: &str,
+        _query: &Query,
+        _req: &http::Request<Bytes>,
+        user: &UserInfo,
+    ) -> Option<Response> {
+        match path {
+            "/healthz" | "/livez" | "/readyz" | "/healthz/" | "/livez/" | "/readyz/" => {
+                Some(response::raw(200, "text/plain; charset=utf-8", "ok"))
+            }
+            "/version" | "/version/" => Some(json(200, &version_info())),
+            _ if authn::is_public_path(path) => {
+                Some(response::raw(200, "text/plain; charset=utf-8", "ok"))
+            }
+            _ if path == "/openapi/v2" || path.starts_with("/openapi/v3") => {
+                if user.is_anonymous() {
+                    return Some(error(&ApiError::unauthorized()));
+                }
+                None
+            }
+            "/" => {
+                if user.is_anonymous() {
+                    return Some(error(&ApiError::unauthorized()));
+                }
+                Some(json(
+                    200,
+                    &json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2", "/openapi/v3", "/readyz", "/version"]}),
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    async fn openapi(&self, path: &str, req: &http::Request<Bytes>) -> Response {
+        let docs = self.openapi_documents().await;
+        let protobuf_only = req
+            .headers()
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("protobuf") && !a.contains("json"));
+        if protobuf_only {
+            return error(&ApiError::new(406, "NotAcceptable", "only application/json is served"));
+        }
+        let body = match path.trim_end_matches('/') {
+            "/openapi/v2" => Some(docs.v2().to_vec()),
+            "/openapi/v3" => Some(docs.v3_index().to_vec()),
+            p => docs.v3(p.trim_start_matches("/openapi/v3/")).map(<[u8]>::to_vec),
+        };
+        match body {
+            Some(b) => response::json_bytes(200, b),
+            None => not_found_path(path),
+        }
+    }
+}
+
+/// `/version`.
+pub fn version_info() -> serde_json::Value {
+    let minor = KUBERNETES_VERSION.split('.').nth(1).unwrap_or("35");
+    json!({
+        "major": "1",
+        "minor": minor,
+        "emulationMajor": "1",
+        "emulationMinor": minor,
+        "minCompatibilityMajor": "1",
+        "minCompatibilityMinor": (minor.parse::<u32>().unwrap_or(35) - 1).to_string(),
+        "gitVersion": format!("{KUBERNETES_VERSION}+rkube"),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "2026-11-01T00:00:00Z",
+        "goVersion": "rust",
+        "compiler": "rustc",
+        "platform": format!("linux/{}", if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" }),
+    })
+}
+
+fn not_found_path(_path: &str) -> Response {
+    error(&ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    ))
+}

@@ -1,0 +1,244 @@
+//! Pods: spec defaults (including the admission plugins upstream enables by default:
+//! ServiceAccount and DefaultTolerationSeconds), the initial `Pending` status with its QoS
+//! class, container validation, and upstream's rule that a pod's spec is immutable except for
+//! images, tolerations additions and activeDeadlineSeconds.
+
+use rkube_core::validation::{self, FieldError};
+use serde_json::{Value, json};
+
+use super::Strategy;
+use super::defaults::{pod_spec, set_default};
+
+/// The pod strategy.
+pub struct Pod;
+
+impl Strategy for Pod {
+    fn prepare_for_create(&self, obj: &mut Value) {
+        if let Some(spec) = obj.get_mut("spec") {
+            pod_spec(spec);
+            if let Some(s) = spec.as_object_mut() {
+                set_default(s, "serviceAccountName", json!("default"));
+                let sa = s["serviceAccountName"].clone();
+                set_default(s, "serviceAccount", sa);
+                set_default(s, "enableServiceLinks", json!(true));
+                set_default(s, "priority", json!(0));
+                set_default(s, "preemptionPolicy", json!("PreemptLowerPriority"));
+                add_default_tolerations(s);
+            }
+        }
+        let qos = qos_class(obj.get("spec").unwrap_or(&Value::Null));
+        if let Some(map) = obj.as_object_mut() {
+            map.insert("status".into(), json!({"phase": "Pending", "qosClass": qos}));
+        }
+    }
+
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        if let Some(spec) = new.get_mut("spec") {
+            pod_spec(spec);
+        }
+        if let Some(map) = new.as_object_mut() {
+            if let Some(status) = old.get("status") {
+                map.insert("status".into(), status.clone());
+            }
+        }
+    }
+
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        validate_pod_spec(obj.get("spec").unwrap_or(&Value::Null), "spec")
+    }
+
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        let mut errs = self.validate(new);
+        let (Some(mut n), Some(o)) = (new.get("spec").cloned(), old.get("spec")) else {
+            return errs;
+        };
+        // Blank out what may change, then the rest must be equal.
+        let mut o = o.clone();
+        for spec in [&mut n, &mut o] {
+            if let Some(s) = spec.as_object_mut() {
+                s.remove("activeDeadlineSeconds");
+                s.remove("tolerations");
+                s.remove("terminationGracePeriodSeconds");
+                for key in ["containers", "initContainers"] {
+                    if let Some(cs) = s.get_mut(key).and_then(Value::as_array_mut) {
+                        for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                            c.remove("image");
+                        }
+                    }
+                }
+            }
+        }
+        if n != o {
+            errs.push(FieldError::forbidden(
+                "spec",
+                "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+            ));
+        }
+        errs
+    }
+}
+
+/// Field errors of a PodSpec at `path` (also used for pod templates).
+pub fn validate_pod_spec(spec: &Value, path: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let containers = spec.get("containers").and_then(Value::as_array);
+    if containers.is_none_or(|c| c.is_empty()) {
+        errs.push(FieldError::required(&format!("{path}.containers"), ""));
+    }
+    let mut names = std::collections::HashSet::new();
+    for key in ["initContainers", "containers"] {
+        for (i, c) in spec
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let cpath = format!("{path}.{key}[{i}]");
+            match c.get("name").and_then(Value::as_str) {
+                None | Some("") => errs.push(FieldError::required(&format!("{cpath}.name"), "")),
+                Some(n) => {
+                    for m in validation::dns1123_label(n) {
+                        errs.push(FieldError::invalid(&format!("{cpath}.name"), json!(n), &m));
+                    }
+                    if !names.insert(n.to_string()) {
+                        errs.push(FieldError::duplicate(&format!("{cpath}.name"), json!(n)));
+                    }
+                }
+            }
+            if c.get("image").and_then(Value::as_str).is_none_or(str::is_empty) {
+                errs.push(FieldError::required(&format!("{cpath}.image"), ""));
+            }
+            for (j, p) in c
+                .get("ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let port = p.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
+                if !(1..=65535).contains(&port) {
+                    errs.push(FieldError::invalid(
+                        &format!("{cpath}.ports[{j}].containerPort"),
+                        json!(port),
+                        "must be between 1 and 65535, inclusive",
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(policy) = spec.get("restartPolicy").and_then(Value::as_str) {
+        if !matches!(policy, "Always" | "OnFailure" | "Never") {
+            errs.push(FieldError::not_supported(
+                &format!("{path}.restartPolicy"),
+                json!(policy),
+                &["Always", "OnFailure", "Never"],
+            ));
+        }
+    }
+    errs
+}
+
+/// Tolerations the DefaultTolerationSeconds admission plugin adds: 300 s for not-ready and
+/// unreachable nodes, unless the pod already tolerates them.
+fn add_default_tolerations(spec: &mut serde_json::Map<String, Value>) {
+    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+    let Some(list) = tolerations.as_array_mut() else {
+        return;
+    };
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        let covered = list.iter().any(|t| {
+            let op = t.get("operator").and_then(Value::as_str).unwrap_or("Equal");
+            let k = t.get("key").and_then(Value::as_str).unwrap_or("");
+            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            (k == key || (k.is_empty() && op == "Exists"))
+                && (effect.is_empty() || effect == "NoExecute")
+        });
+        if !covered {
+            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+        }
+    }
+}
+
+/// The QoS class upstream derives from requests and limits.
+pub fn qos_class(spec: &Value) -> &'static str {
+    let mut any = false;
+    let mut guaranteed = true;
+    for key in ["initContainers", "containers"] {
+        for c in spec.get(key).and_then(Value::as_array).into_iter().flatten() {
+            let limits = c.pointer("/resources/limits").and_then(Value::as_object);
+            let requests = c.pointer("/resources/requests").and_then(Value::as_object);
+            let relevant = |m: Option<&serde_json::Map<String, Value>>| {
+                m.map(|m| {
+                    m.iter()
+                        .filter(|(k, _)| *k == "cpu" || *k == "memory")
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+            };
+            let (l, r) = (relevant(limits), relevant(requests));
+            if !l.is_empty() || !r.is_empty() {
+                any = true;
+            }
+            let has_both = ["cpu", "memory"]
+                .iter()
+                .all(|res| l.iter().any(|(k, _)| k == res));
+            let equal = r
+                .iter()
+                .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v));
+            if !has_both || !equal {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qos() {
+        assert_eq!(qos_class(&json!({"containers": [{"name": "a"}]})), "BestEffort");
+        assert_eq!(
+            qos_class(&json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}}}]})),
+            "Guaranteed"
+        );
+        assert_eq!(
+            qos_class(&json!({"containers": [{"resources": {"requests": {"memory": "64Mi", "cpu": "0.5"}, "limits": {"memory": "128Mi", "cpu": "1"}}}]})),
+            "Burstable"
+        );
+    }
+
+    #[test]
+    fn create_defaults_and_validation() {
+        let mut p = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+        Pod.prepare_for_create(&mut p);
+        assert_eq!(p["status"]["phase"], "Pending");
+        assert_eq!(p["spec"]["serviceAccountName"], "default");
+        assert_eq!(p["spec"]["tolerations"].as_array().unwrap().len(), 2);
+        assert!(Pod.validate(&p).is_empty());
+        let errs = Pod.validate(&json!({"spec": {"containers": [{"name": "c"}]}}));
+        assert_eq!(errs[0].to_string(), "spec.containers[0].image: Required value");
+    }
+
+    #[test]
+    fn spec_is_immutable_but_image() {
+        let old = json!({"spec": {"containers": [{"name": "c", "image": "a"}]}});
+        let ok = json!({"spec": {"containers": [{"name": "c", "image": "b"}]}});
+        assert!(Pod.validate_update(&ok, &old).is_empty());
+        let bad = json!({"spec": {"containers": [{"name": "c", "image": "b", "args": ["x"]}]}});
+        assert_eq!(Pod.validate_update(&bad, &old).len(), 1);
+    }
+}

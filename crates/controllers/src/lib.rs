@@ -1,0 +1,14 @@
+//! rkube-controllers: the kube-controller-manager.
+//!
+//! Each controller is a module with one level-triggered `reconcile` function on a kube-rs
+//! `Controller`: it reads and writes only through the API (a `kube::Client`), so it runs the
+//! same inside `rkube server` (over the in-process service) and as a separate process.
+
+pub mod namespace;
+
+use kube::Client;
+
+/// Runs every controller until the process ends.
+pub async fn run_all(client: Client) {
+    namespace::run(client).await;
+}

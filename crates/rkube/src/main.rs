@@ -1,0 +1,39 @@
+//! `rkube`: the one binary. It parses flags and composes the crates; behaviour lives in them.
+
+mod bootstrap;
+mod server;
+
+use clap::{Parser, Subcommand};
+
+/// Kubernetes, in one small binary.
+#[derive(Parser)]
+#[command(name = "rkube", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane (apiserver, controllers, datastore).
+    Server(server::ServerArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // One TLS crypto provider for the whole process (rustls refuses to guess between two).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Server(args) => runtime.block_on(server::run(args)),
+    }
+}
