@@ -124,9 +124,10 @@ impl ServiceAllocators {
     /// Allocates a ClusterIP (the wanted one, or any free one).
     pub fn allocate_ip(&self, wanted: Option<&str>) -> Result<Ipv4Addr, AllocError> {
         let wanted = match wanted {
-            Some(s) => Some(u32::from(s.parse::<Ipv4Addr>().map_err(|_| {
-                AllocError::OutOfRange(s.to_string())
-            })?)),
+            Some(s) => Some(u32::from(
+                s.parse::<Ipv4Addr>()
+                    .map_err(|_| AllocError::OutOfRange(s.to_string()))?,
+            )),
             None => None,
         };
         self.ips
@@ -137,12 +138,10 @@ impl ServiceAllocators {
                     "provided IP is not in the valid range. The range of valid IPs is {}",
                     self.cidr
                 )),
-                AllocError::Taken(_) => AllocError::Taken(
-                    "provided IP is already allocated".to_string(),
-                ),
-                AllocError::Full(_) => {
-                    AllocError::Full("range is full".to_string())
+                AllocError::Taken(_) => {
+                    AllocError::Taken("provided IP is already allocated".to_string())
                 }
+                AllocError::Full(_) => AllocError::Full("range is full".to_string()),
             })
     }
 
@@ -225,7 +224,11 @@ fn parse_cidr(cidr: &str) -> Result<(u32, u32), String> {
     if bits > 30 {
         return Err(format!("service CIDR {cidr} is too small"));
     }
-    let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+    let mask = if bits == 0 {
+        0
+    } else {
+        u32::MAX << (32 - bits)
+    };
     Ok((u32::from(ip) & mask, bits))
 }
 
@@ -237,14 +240,29 @@ mod tests {
     fn ips_and_ports() {
         let a = ServiceAllocators::new("10.43.0.0/16", (30000, 32767)).unwrap();
         assert_eq!(a.first_ip().to_string(), "10.43.0.1");
-        assert_eq!(a.allocate_ip(Some("10.43.0.1")).unwrap().to_string(), "10.43.0.1");
-        assert!(matches!(a.allocate_ip(Some("10.43.0.1")), Err(AllocError::Taken(_))));
-        assert!(matches!(a.allocate_ip(Some("10.44.0.1")), Err(AllocError::OutOfRange(_))));
+        assert_eq!(
+            a.allocate_ip(Some("10.43.0.1")).unwrap().to_string(),
+            "10.43.0.1"
+        );
+        assert!(matches!(
+            a.allocate_ip(Some("10.43.0.1")),
+            Err(AllocError::Taken(_))
+        ));
+        assert!(matches!(
+            a.allocate_ip(Some("10.44.0.1")),
+            Err(AllocError::OutOfRange(_))
+        ));
         let ip = a.allocate_ip(None).unwrap();
         assert!(ip.to_string().starts_with("10.43."));
         assert_eq!(a.allocate_port(Some(30080)).unwrap(), 30080);
-        assert!(matches!(a.allocate_port(Some(30080)), Err(AllocError::Taken(_))));
-        assert!(matches!(a.allocate_port(Some(80)), Err(AllocError::OutOfRange(_))));
+        assert!(matches!(
+            a.allocate_port(Some(30080)),
+            Err(AllocError::Taken(_))
+        ));
+        assert!(matches!(
+            a.allocate_port(Some(80)),
+            Err(AllocError::OutOfRange(_))
+        ));
         a.release_port(30080);
         assert_eq!(a.allocate_port(Some(30080)).unwrap(), 30080);
     }

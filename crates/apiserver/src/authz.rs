@@ -25,7 +25,10 @@ pub struct AllowAuthenticated;
 impl Authorizer for AllowAuthenticated {
     fn authorize(&self, user: &UserInfo, _info: &RequestInfo) -> Decision {
         if user.is_anonymous() {
-            Decision::Deny(format!("User \"{}\" cannot access this resource", user.name))
+            Decision::Deny(format!(
+                "User \"{}\" cannot access this resource",
+                user.name
+            ))
         } else {
             Decision::Allow
         }

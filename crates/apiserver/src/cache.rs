@@ -344,7 +344,14 @@ impl WatchCache {
     pub fn watch(
         &self,
         after: i64,
-    ) -> Result<(Vec<Arc<CacheEvent>>, broadcast::Receiver<Arc<CacheEvent>>, i64), TooOld> {
+    ) -> Result<
+        (
+            Vec<Arc<CacheEvent>>,
+            broadcast::Receiver<Arc<CacheEvent>>,
+            i64,
+        ),
+        TooOld,
+    > {
         let inner = self.inner.read().expect("cache lock");
         let rx = self.fanout.subscribe();
         if after == 0 || after >= inner.rev {

@@ -82,7 +82,9 @@ mod tests {
         let obj = json!({"data": {"metadata":{"x":1}}, "kind": "ConfigMap", "apiVersion": "v1",
                          "metadata": {"name": "a", "resourceVersion": "7"}});
         let stored = encode(&obj);
-        assert!(stored.starts_with(b"{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{"));
+        assert!(
+            stored.starts_with(b"{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{")
+        );
         assert!(!String::from_utf8_lossy(&stored).contains("\"7\""));
         let wire: Value = serde_json::from_slice(&with_rv(&stored, 42)).unwrap();
         assert_eq!(wire["metadata"]["resourceVersion"], "42");

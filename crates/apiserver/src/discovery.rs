@@ -5,7 +5,8 @@ use rkube_core::registry::{Registry, ResourceType};
 use serde_json::{Value, json};
 
 /// Media type of an aggregated discovery response.
-pub const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+pub const AGGREGATED_V2: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 /// Subresources the apiserver serves today, with the kind answered and the verbs allowed.
 /// Discovery advertises only these, so clients never find an endpoint that is not there.
@@ -38,9 +39,12 @@ pub fn wants_aggregated(headers: &http::HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| {
             a.split(',').next().is_some_and(|first| {
-                first.contains("g=apidiscovery.k8s.io") && first.contains("v=v2")
+                first.contains("g=apidiscovery.k8s.io")
+                    && first.contains("v=v2")
                     && !first.contains("v=v2beta1")
-            }) || a.split(',').any(|m| m.contains("apidiscovery.k8s.io") && m.contains("v=v2;"))
+            }) || a
+                .split(',')
+                .any(|m| m.contains("apidiscovery.k8s.io") && m.contains("v=v2;"))
         })
 }
 
@@ -65,12 +69,15 @@ pub fn group_list(reg: &Registry) -> Value {
 
 /// `GET /apis/<group>` (legacy).
 pub fn group(reg: &Registry, group: &str) -> Option<Value> {
-    groups(reg).into_iter().find(|(g, _)| g == group).map(|(g, v)| {
-        let mut j = group_json(&g, &v);
-        j["kind"] = json!("APIGroup");
-        j["apiVersion"] = json!("v1");
-        j
-    })
+    groups(reg)
+        .into_iter()
+        .find(|(g, _)| g == group)
+        .map(|(g, v)| {
+            let mut j = group_json(&g, &v);
+            j["kind"] = json!("APIGroup");
+            j["apiVersion"] = json!("v1");
+            j
+        })
 }
 
 fn group_json(group: &str, versions: &[String]) -> Value {
@@ -153,8 +160,10 @@ pub fn aggregated(reg: &Registry, legacy: bool) -> Value {
             let vs: Vec<Value> = versions
                 .iter()
                 .map(|v| {
-                    let resources: Vec<Value> =
-                        reg.in_group_version(&g, v).map(aggregated_resource).collect();
+                    let resources: Vec<Value> = reg
+                        .in_group_version(&g, v)
+                        .map(aggregated_resource)
+                        .collect();
                     json!({"version": v, "resources": resources, "freshness": "Current"})
                 })
                 .collect();
@@ -179,9 +188,9 @@ fn aggregated_resource(r: &ResourceType) -> Value {
         .subresources
         .iter()
         .filter_map(|sub| {
-            served_subresource(r, sub).map(|(kind, verbs)| {
-                json!({"subresource": sub, "responseKind": kind, "verbs": verbs})
-            })
+            served_subresource(r, sub).map(
+                |(kind, verbs)| json!({"subresource": sub, "responseKind": kind, "verbs": verbs}),
+            )
         })
         .collect();
     let mut j = json!({
@@ -220,7 +229,13 @@ mod tests {
         assert!(names.contains(&"pods") && names.contains(&"pods/status"));
         assert!(!names.contains(&"pods/exec"));
         let apis = group_list(&reg);
-        assert!(apis["groups"].as_array().unwrap().iter().any(|g| g["name"] == "apps"));
+        assert!(
+            apis["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["name"] == "apps")
+        );
         let agg = aggregated(&reg, false);
         assert!(agg["items"].as_array().unwrap().len() > 5);
         let legacy = aggregated(&reg, true);

@@ -17,7 +17,7 @@ impl ApiServer {
     fn schema_of(&self, rt: &ResourceType) -> (Schema, std::sync::Arc<Schemas>) {
         let schemas = self.schemas.read().expect("schemas lock").clone();
         let name = if rt.definition.is_empty() {
-            custom_definition_name(rt)
+            rkube_openapi::custom::definition_of(rt)
         } else {
             rt.definition.clone()
         };
@@ -116,7 +116,9 @@ impl ApiServer {
         subresource: &str,
     ) {
         let (schema, schemas) = self.schema_of(rt);
-        let entries = old.map(managed_entries).unwrap_or_else(|| managed_entries(new));
+        let entries = old
+            .map(managed_entries)
+            .unwrap_or_else(|| managed_entries(new));
         let mut entries = managedfields::update(
             old.unwrap_or(&json!({})),
             new,
@@ -128,17 +130,15 @@ impl ApiServer {
             &schemas,
         );
         if !subresource.is_empty() {
-            for e in entries.iter_mut().filter(|e| e.manager == manager && e.operation == "Update") {
+            for e in entries
+                .iter_mut()
+                .filter(|e| e.manager == manager && e.operation == "Update")
+            {
                 e.subresource = subresource.to_string();
             }
         }
         set_entries(new, &entries);
     }
-}
-
-/// Definition name under which a custom resource's schema is registered.
-pub fn custom_definition_name(rt: &ResourceType) -> String {
-    format!("{}/{}/{}", rt.group, rt.version, rt.kind)
 }
 
 fn managed_entries(obj: &Value) -> Vec<managedfields::ManagedFieldsEntry> {

@@ -13,6 +13,7 @@ pub mod authn;
 pub mod authz;
 pub mod cache;
 pub mod codec;
+pub mod crd;
 pub mod discovery;
 pub mod fieldmanager;
 pub mod local;
@@ -79,6 +80,8 @@ pub struct ApiServer {
     pub(crate) config: Config,
     pub(crate) schemas: RwLock<Arc<rkube_apimachinery::schema::Schemas>>,
     openapi: tokio::sync::watch::Sender<Option<Arc<rkube_openapi::OpenApi>>>,
+    openapi_jobs: std::sync::mpsc::Sender<OpenApiJob>,
+    pub(crate) printer_columns: RwLock<crd::PrinterColumns>,
     started: Instant,
 }
 
@@ -90,8 +93,10 @@ impl ApiServer {
         config: Config,
     ) -> Result<Arc<ApiServer>, rkube_store::Error> {
         let cache = cache::WatchCache::start(store.clone()).await?;
-        let allocators = alloc::ServiceAllocators::new(&config.service_cidr, config.node_port_range)
-            .map_err(rkube_store::Error::Backend)?;
+        let allocators =
+            alloc::ServiceAllocators::new(&config.service_cidr, config.node_port_range)
+                .map_err(rkube_store::Error::Backend)?;
+        let (openapi_jobs, jobs) = std::sync::mpsc::channel();
         let srv = Arc::new(ApiServer {
             store,
             cache,
@@ -102,9 +107,13 @@ impl ApiServer {
             config,
             schemas: RwLock::new(Arc::new(rkube_apimachinery::schema::Schemas::new())),
             openapi: tokio::sync::watch::channel(None).0,
+            openapi_jobs,
+            printer_columns: RwLock::default(),
             started: Instant::now(),
         });
         srv.allocators.load(&srv.cache);
+        spawn_openapi_builder(Arc::downgrade(&srv), jobs);
+        srv.load_crds();
         Ok(srv)
     }
 
@@ -113,9 +122,17 @@ impl ApiServer {
         self.registry.read().expect("registry lock").clone()
     }
 
-    /// Installs the OpenAPI documents and the schemas derived from them (built off the
-    /// start-up path: the API is ready before they are, and requests needing them wait).
-    pub fn set_openapi(&self, openapi: rkube_openapi::OpenApi) {
+    /// Changes the OpenAPI documents (custom resources added or removed), off the request
+    /// path: the builder thread applies changes in order and publishes the result.
+    pub(crate) fn rebuild_openapi(
+        &self,
+        job: impl FnOnce(&mut rkube_openapi::OpenApi) + Send + 'static,
+    ) {
+        let _ = self.openapi_jobs.send(Box::new(job));
+    }
+
+    /// Installs the OpenAPI documents and the schemas derived from them.
+    fn set_openapi(&self, openapi: rkube_openapi::OpenApi) {
         *self.schemas.write().expect("schemas lock") = Arc::new(openapi.schemas().clone());
         self.openapi.send_replace(Some(Arc::new(openapi)));
     }
@@ -177,8 +194,7 @@ impl ApiServer {
                     return response::raw(
                         200,
                         discovery::AGGREGATED_V2,
-                        serde_json::to_vec(&discovery::aggregated(&reg, false))
-                            .unwrap_or_default(),
+                        serde_json::to_vec(&discovery::aggregated(&reg, false)).unwrap_or_default(),
                     );
                 }
                 json(200, &discovery::group_list(&reg))
@@ -249,18 +265,62 @@ impl ApiServer {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("protobuf") && !a.contains("json"));
         if protobuf_only {
-            return error(&ApiError::new(406, "NotAcceptable", "only application/json is served"));
+            return error(&ApiError::new(
+                406,
+                "NotAcceptable",
+                "only application/json is served",
+            ));
         }
         let body = match path.trim_end_matches('/') {
             "/openapi/v2" => Some(docs.v2().to_vec()),
             "/openapi/v3" => Some(docs.v3_index().to_vec()),
-            p => docs.v3(p.trim_start_matches("/openapi/v3/")).map(<[u8]>::to_vec),
+            p => docs
+                .v3(p.trim_start_matches("/openapi/v3/"))
+                .map(<[u8]>::to_vec),
         };
         match body {
             Some(b) => response::json_bytes(200, b),
             None => not_found_path(path),
         }
     }
+}
+
+/// A change to the OpenAPI documents.
+type OpenApiJob = Box<dyn FnOnce(&mut rkube_openapi::OpenApi) + Send>;
+
+/// Builds the OpenAPI documents on a thread of their own (it takes a noticeable fraction of a
+/// second, which start-up should not wait for), then applies changes as they come, publishing
+/// after each batch. Requests needing the documents wait for the first build.
+fn spawn_openapi_builder(
+    srv: std::sync::Weak<ApiServer>,
+    jobs: std::sync::mpsc::Receiver<OpenApiJob>,
+) {
+    std::thread::Builder::new()
+        .name("openapi".into())
+        .spawn(move || {
+            let mut docs = rkube_openapi::OpenApi::new(&Registry::builtin());
+            let publish = |docs: &rkube_openapi::OpenApi| match srv.upgrade() {
+                Some(s) => {
+                    s.set_openapi(docs.clone());
+                    true
+                }
+                None => false,
+            };
+            // Jobs queued during the first build are applied before the first publication.
+            loop {
+                while let Ok(job) = jobs.try_recv() {
+                    job(&mut docs);
+                }
+                if !publish(&docs) {
+                    return;
+                }
+                match jobs.recv() {
+                    Ok(job) => job(&mut docs),
+                    Err(_) => return,
+                }
+            }
+        })
+        .expect("spawn openapi thread");
 }
 
 /// `/version`.

@@ -57,7 +57,9 @@ where
                     )));
                 }
             };
-            Ok(srv.handle(http::Request::from_parts(parts, bytes), user).await)
+            Ok(srv
+                .handle(http::Request::from_parts(parts, bytes), user)
+                .await)
         })
     }
 }

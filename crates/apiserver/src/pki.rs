@@ -107,7 +107,10 @@ impl Pki {
         // new host IP or --tls-san takes effect on restart.
         let sans_file = dir.join("serving.sans");
         let wanted = sans.join(",");
-        let serving = match (load_pair(dir, "serving")?, std::fs::read_to_string(&sans_file)) {
+        let serving = match (
+            load_pair(dir, "serving")?,
+            std::fs::read_to_string(&sans_file),
+        ) {
             (Some(pair), Ok(have)) if have == wanted => pair,
             _ => {
                 let key = KeyPair::generate()?;
@@ -242,9 +245,10 @@ fn dn(cn: &str, org: Option<&str>) -> DistinguishedName {
 fn san(name: &str) -> SanType {
     match name.parse::<IpAddr>() {
         Ok(ip) => SanType::IpAddress(ip),
-        Err(_) => SanType::DnsName(name.try_into().unwrap_or_else(|_| {
-            "invalid.local".try_into().expect("static name is valid")
-        })),
+        Err(_) => SanType::DnsName(
+            name.try_into()
+                .unwrap_or_else(|_| "invalid.local".try_into().expect("static name is valid")),
+        ),
     }
 }
 
@@ -257,12 +261,7 @@ fn load_pair(dir: &Path, name: &str) -> Result<Option<(String, String)>, PkiErro
     })
 }
 
-fn save_pair(
-    dir: &Path,
-    name: &str,
-    cert: &str,
-    key: &str,
-) -> Result<(String, String), PkiError> {
+fn save_pair(dir: &Path, name: &str, cert: &str, key: &str) -> Result<(String, String), PkiError> {
     write(&dir.join(format!("{name}.crt")), cert)?;
     write(&dir.join(format!("{name}.key")), key)?;
     Ok((cert.to_string(), key.to_string()))

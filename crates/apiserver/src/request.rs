@@ -117,7 +117,10 @@ impl Query {
         let mut values: HashMap<String, Vec<String>> = HashMap::new();
         if let Some(raw) = raw {
             for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
-                values.entry(k.into_owned()).or_default().push(v.into_owned());
+                values
+                    .entry(k.into_owned())
+                    .or_default()
+                    .push(v.into_owned());
             }
         }
         Query { values }
@@ -138,7 +141,10 @@ impl Query {
 
     /// A boolean parameter as Go's `strconv.ParseBool` reads it.
     pub fn flag(&self, key: &str) -> bool {
-        matches!(self.get(key), Some("1" | "t" | "T" | "true" | "TRUE" | "True"))
+        matches!(
+            self.get(key),
+            Some("1" | "t" | "T" | "true" | "TRUE" | "True")
+        )
     }
 
     /// A non-empty string parameter.
@@ -163,22 +169,38 @@ mod tests {
     fn resource_paths() {
         let i = info(Method::GET, "/api/v1/namespaces/default/pods/web", "");
         assert_eq!(
-            (i.verb.as_str(), i.namespace.as_deref(), i.resource.as_str(), i.name.as_deref()),
+            (
+                i.verb.as_str(),
+                i.namespace.as_deref(),
+                i.resource.as_str(),
+                i.name.as_deref()
+            ),
             ("get", Some("default"), "pods", Some("web"))
         );
         let i = info(Method::GET, "/apis/apps/v1/deployments", "watch=1");
         assert_eq!((i.verb.as_str(), i.group.as_str()), ("watch", "apps"));
         let i = info(Method::PUT, "/api/v1/namespaces/foo/status", "");
         assert_eq!(
-            (i.resource.as_str(), i.name.as_deref(), i.subresource.as_str(), i.namespace),
+            (
+                i.resource.as_str(),
+                i.name.as_deref(),
+                i.subresource.as_str(),
+                i.namespace
+            ),
             ("namespaces", Some("foo"), "status", None)
         );
         let i = info(Method::GET, "/api/v1/namespaces/foo", "");
-        assert_eq!((i.resource.as_str(), i.name.as_deref()), ("namespaces", Some("foo")));
+        assert_eq!(
+            (i.resource.as_str(), i.name.as_deref()),
+            ("namespaces", Some("foo"))
+        );
         let i = info(Method::DELETE, "/api/v1/namespaces/ns/configmaps", "");
         assert_eq!(i.verb, "deletecollection");
         let i = info(Method::POST, "/api/v1/namespaces/ns/pods/p/binding", "");
-        assert_eq!((i.verb.as_str(), i.subresource.as_str()), ("create", "binding"));
+        assert_eq!(
+            (i.verb.as_str(), i.subresource.as_str()),
+            ("create", "binding")
+        );
     }
 
     #[test]

@@ -29,8 +29,7 @@ pub fn raw(code: u16, content_type: &str, bytes: impl Into<Bytes>) -> Response {
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_str(content_type)
-            .unwrap_or(HeaderValue::from_static("application/json")),
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")),
     );
     r
 }
@@ -128,15 +127,22 @@ mod tests {
     #[test]
     fn kubectl_accept_headers() {
         assert_eq!(
-            accept("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"),
+            accept(
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+            ),
             Accept::Table
         );
         assert_eq!(accept("application/json"), Accept::Json);
         assert_eq!(
-            accept("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"),
+            accept(
+                "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+            ),
             Accept::Json
         );
         assert_eq!(accept("application/yaml"), Accept::Yaml);
-        assert_eq!(accept("application/vnd.kubernetes.protobuf,application/json"), Accept::Json);
+        assert_eq!(
+            accept("application/vnd.kubernetes.protobuf,application/json"),
+            Accept::Json
+        );
     }
 }

@@ -122,5 +122,6 @@ async fn dispatch(
         Ok(b) => b,
         Err(e) => return response::error(&e),
     };
-    srv.handle(http::Request::from_parts(parts, body), user).await
+    srv.handle(http::Request::from_parts(parts, body), user)
+        .await
 }

@@ -4,28 +4,36 @@
 use rkube_core::registry::ResourceType;
 use serde_json::{Value, json};
 
+use crate::ApiServer;
 use crate::request::Query;
 
-/// A Table of `objs` with the kind's columns; each row carries the object as
-/// `includeObject` asks (`Metadata` by default).
-pub fn table(rt: &ResourceType, objs: &[&Value], rv: &str, query: &Query) -> Value {
+/// A Table of `objs` with the columns of their kind (built-in printers, or a custom
+/// resource's printer columns); each row carries the object as `includeObject` asks.
+pub fn table(
+    srv: &ApiServer,
+    rt: &ResourceType,
+    objs: &[&Value],
+    rv: &str,
+    query: &Query,
+) -> Value {
+    match srv.custom_columns(rt) {
+        Some(cols) if rt.definition.is_empty() => custom_table(&cols, objs, rv, query),
+        _ => builtin_table(rt, objs, rv, query),
+    }
+}
+
+fn builtin_table(rt: &ResourceType, objs: &[&Value], rv: &str, query: &Query) -> Value {
     let now = jiff::Timestamp::now();
     let cols = rkube_printers::columns(&rt.group, &rt.kind);
     let rows = objs
         .iter()
-        .map(|o| {
-            row(
-                rkube_printers::cells(&rt.group, &rt.kind, o, now),
-                o,
-                query,
-            )
-        })
+        .map(|o| row(rkube_printers::cells(&rt.group, &rt.kind, o, now), o, query))
         .collect();
     wrap(rkube_printers::column_definitions_json(&cols), rows, rv)
 }
 
 /// A Table with the printer columns of a custom resource.
-pub fn custom_table(
+fn custom_table(
     columns: &rkube_printers::CustomColumns,
     objs: &[&Value],
     rv: &str,

@@ -10,12 +10,22 @@ use serde_json::{Value, json};
 use rkube_apiserver::Config;
 
 /// Namespaces that exist in every cluster.
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Creates (or refreshes) the built-in objects.
 pub async fn run(client: &Client, config: &Config, service_ip: &str) -> Result<(), kube::Error> {
     for ns in SYSTEM_NAMESPACES {
-        ensure(client, "", "v1", "Namespace", "namespaces", None, json!({"metadata": {"name": ns}})).await?;
+        ensure(
+            client,
+            "",
+            "v1",
+            "Namespace",
+            "namespaces",
+            None,
+            json!({"metadata": {"name": ns}}),
+        )
+        .await?;
     }
     let labels = json!({"component": "apiserver", "provider": "kubernetes"});
     ensure(
@@ -43,27 +53,62 @@ pub async fn run(client: &Client, config: &Config, service_ip: &str) -> Result<(
             "ports": [{"name": "https", "port": config.port, "protocol": "TCP"}],
         }],
     });
-    upsert(client, "", "v1", "Endpoints", "endpoints", "default", endpoints).await?;
+    upsert(
+        client,
+        "",
+        "v1",
+        "Endpoints",
+        "endpoints",
+        "default",
+        endpoints,
+    )
+    .await?;
     let slice = json!({
         "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
         "addressType": "IPv4",
         "endpoints": [{"addresses": [config.advertise_address], "conditions": {"ready": true}}],
         "ports": [{"name": "https", "port": config.port, "protocol": "TCP"}],
     });
-    upsert(client, "discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "default", slice).await?;
+    upsert(
+        client,
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        "default",
+        slice,
+    )
+    .await?;
     Ok(())
 }
 
-fn api(client: &Client, group: &str, version: &str, kind: &str, plural: &str, ns: Option<&str>) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+fn api(
+    client: &Client,
+    group: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+    ns: Option<&str>,
+) -> Api<DynamicObject> {
+    let ar =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
     match ns {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
         None => Api::all_with(client.clone(), &ar),
     }
 }
 
-fn with_type(group: &str, version: &str, kind: &str, mut obj: Value) -> Result<DynamicObject, kube::Error> {
-    obj["apiVersion"] = json!(if group.is_empty() { version.to_string() } else { format!("{group}/{version}") });
+fn with_type(
+    group: &str,
+    version: &str,
+    kind: &str,
+    mut obj: Value,
+) -> Result<DynamicObject, kube::Error> {
+    obj["apiVersion"] = json!(if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    });
     obj["kind"] = json!(kind);
     serde_json::from_value(obj).map_err(kube::Error::SerdeError)
 }
@@ -79,7 +124,10 @@ async fn ensure(
     obj: Value,
 ) -> Result<(), kube::Error> {
     let obj = with_type(group, version, kind, obj)?;
-    match api(client, group, version, kind, plural, ns).create(&PostParams::default(), &obj).await {
+    match api(client, group, version, kind, plural, ns)
+        .create(&PostParams::default(), &obj)
+        .await
+    {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
         Err(e) => Err(e),
@@ -103,7 +151,9 @@ async fn upsert(
         None => api.create(&PostParams::default(), &obj).await.map(|_| ()),
         Some(existing) => {
             obj.metadata.resource_version = existing.metadata.resource_version;
-            api.replace(&name, &PostParams::default(), &obj).await.map(|_| ())
+            api.replace(&name, &PostParams::default(), &obj)
+                .await
+                .map(|_| ())
         }
     }
 }

@@ -86,7 +86,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         extra_sans: &sans,
         token: args.token.as_deref(),
     })?;
-    rkube_apiserver::pki::write(&args.data_dir.join("node-token"), &format!("{}\n", pki.node_token))?;
+    rkube_apiserver::pki::write(
+        &args.data_dir.join("node-token"),
+        &format!("{}\n", pki.node_token),
+    )?;
 
     let store: Arc<dyn Store> = match &args.datastore_endpoint {
         None => {
@@ -98,7 +101,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             progress(start, &format!("connecting to datastore {ep}"));
             rkube_store::etcd::EtcdStore::connect(&[ep.clone()])
                 .await
-                .with_context(|| format!("connecting to --datastore-endpoint {ep}: is etcd running there?"))?
+                .with_context(|| {
+                    format!("connecting to --datastore-endpoint {ep}: is etcd running there?")
+                })?
         }
     };
 
@@ -114,31 +119,30 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let srv = ApiServer::new(store, authn, config.clone())
         .await
         .context("starting the apiserver")?;
-    {
-        // OpenAPI documents take a while to build: do it beside start-up, not before it.
-        let srv = srv.clone();
-        tokio::task::spawn_blocking(move || {
-            let docs = rkube_openapi::OpenApi::new(&srv.registry());
-            srv.set_openapi(docs);
-        });
-    }
 
     let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}: is another server running? choose --https-listen-port"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr}: is another server running? choose --https-listen-port")
+    })?;
     let tls = rkube_apiserver::server::tls_config(&pki)?;
     tokio::spawn(rkube_apiserver::server::serve(srv.clone(), listener, tls));
 
     let client = kube::Client::new(
-        LocalService::new(srv.clone(), UserInfo::component("system:kube-controller-manager")),
+        LocalService::new(
+            srv.clone(),
+            UserInfo::component("system:kube-controller-manager"),
+        ),
         "default",
     );
     crate::bootstrap::run(&client, &config, &service_ip)
         .await
         .context("creating the cluster's built-in objects")?;
 
-    let server_url = format!("https://{}:{}", kubeconfig_host(args.bind_address), args.https_listen_port);
+    let server_url = format!(
+        "https://{}:{}",
+        kubeconfig_host(args.bind_address),
+        args.https_listen_port
+    );
     let kubeconfig = pki.admin_kubeconfig(&server_url);
     let kc_path = args.data_dir.join("kubeconfig.yaml");
     rkube_apiserver::pki::write(&kc_path, &kubeconfig)?;

@@ -34,9 +34,7 @@ pub fn parse(bytes: &[u8], yaml: bool) -> Result<Value, ApiError> {
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")));
     }
     serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::bad_request(format!(
-            "couldn't get version/kind; json parse error: {e}"
-        ))
+        ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
     })
 }
 
@@ -139,9 +137,9 @@ pub fn delete_options(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
         return Err(ApiError::bad_request("DeleteOptions must be an object"));
     }
     if let Some(g) = ctx.query.non_empty("gracePeriodSeconds") {
-        let g: i64 = g.parse().map_err(|_| {
-            ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}"))
-        })?;
+        let g: i64 = g
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}")))?;
         opts["gracePeriodSeconds"] = g.into();
     }
     if let Some(p) = ctx.query.non_empty("propagationPolicy") {

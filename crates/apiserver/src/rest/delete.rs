@@ -52,7 +52,12 @@ async fn delete_named(ctx: &Ctx<'_>, name: &str, opts: &Value) -> Result<Deleted
     Err(ApiError::stale(&ctx.rt.group, &ctx.rt.plural, name))
 }
 
-fn check_preconditions(ctx: &Ctx<'_>, name: &str, obj: &Value, opts: &Value) -> Result<(), ApiError> {
+fn check_preconditions(
+    ctx: &Ctx<'_>,
+    name: &str,
+    obj: &Value,
+    opts: &Value,
+) -> Result<(), ApiError> {
     let fail = |what: &str, want: &str, have: &str| {
         ApiError::conflict(
             &ctx.rt.group,
@@ -146,7 +151,9 @@ async fn delete_one(
         return Ok(Deleted { obj, gone: true });
     }
     ctx.srv.store.delete(key, Some(rev)).await?;
-    strategy::for_resource(&ctx.rt).release(&ctx.srv.allocators, &obj);
+    let strat = strategy::for_resource(&ctx.rt);
+    strat.release(&ctx.srv.allocators, &obj);
+    strat.stored(ctx.srv, Some(&obj), None, Some(&obj));
     Ok(Deleted { obj, gone: true })
 }
 

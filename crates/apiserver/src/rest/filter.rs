@@ -60,12 +60,15 @@ impl Filter {
     /// The selectors in `labelSelector` and `fieldSelector`.
     pub fn from_query(rt: &ResourceType, query: &Query) -> Result<Filter, ApiError> {
         let labels = match query.non_empty("labelSelector") {
-            Some(s) => labels::Selector::parse(s)
-                .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {}", e.0)))?,
+            Some(s) => labels::Selector::parse(s).map_err(|e| {
+                ApiError::bad_request(format!("unable to parse requirement: {}", e.0))
+            })?,
             None => labels::Selector::everything(),
         };
         let fields = match query.non_empty("fieldSelector") {
-            Some(s) => fields::Selector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?,
+            Some(s) => {
+                fields::Selector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?
+            }
             None => fields::Selector::everything(),
         };
         let allowed = supported_fields(rt);

@@ -104,7 +104,10 @@ pub async fn handle(
     query: Query,
     req: http::Request<Bytes>,
 ) -> Response {
-    let rt = match srv.registry().lookup(&info.group, &info.version, &info.resource) {
+    let rt = match srv
+        .registry()
+        .lookup(&info.group, &info.version, &info.resource)
+    {
         Some(rt) => rt.clone(),
         None => {
             return error(&ApiError::new(
@@ -168,7 +171,10 @@ pub async fn handle(
 /// Loads the named object and its revision, or NotFound.
 pub(crate) async fn load(ctx: &Ctx<'_>) -> Result<(Value, i64), ApiError> {
     match ctx.srv.store.get(&ctx.key()).await {
-        Ok(Some(kv)) => Ok((crate::codec::decode(&kv.value, kv.mod_revision), kv.mod_revision)),
+        Ok(Some(kv)) => Ok((
+            crate::codec::decode(&kv.value, kv.mod_revision),
+            kv.mod_revision,
+        )),
         Ok(None) => Err(ctx.not_found()),
         Err(e) => Err(ApiError::internal(e)),
     }

@@ -30,7 +30,10 @@ pub fn render_one(ctx: &Ctx<'_>, obj: &Value) -> Response {
     match ctx.accept {
         Accept::Table => {
             let rv = rkube_core::meta::resource_version(obj).to_string();
-            response::json(200, &table::table(&ctx.rt, &[obj], &rv, &ctx.query))
+            response::json(
+                200,
+                &table::table(ctx.srv, &ctx.rt, &[obj], &rv, &ctx.query),
+            )
         }
         Accept::PartialMetadata => response::json(200, &table::partial_metadata(obj)),
         other => response::negotiated(200, other, obj),
@@ -68,7 +71,11 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             .max(0) as usize,
         None => 0,
     };
-    let cont = ctx.query.non_empty("continue").map(decode_continue).transpose()?;
+    let cont = ctx
+        .query
+        .non_empty("continue")
+        .map(decode_continue)
+        .transpose()?;
     let rv_param = ctx.query.get("resourceVersion").unwrap_or("");
     if cont.is_none() && rv_param != "0" {
         // A consistent read: the cache must have caught up with every acknowledged write.
@@ -106,7 +113,7 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         Accept::Table => {
             let objs: Vec<Value> = items.iter().map(|e| e.object()).collect();
             let refs: Vec<&Value> = objs.iter().collect();
-            let mut t = table::table(&ctx.rt, &refs, &list_rv, &ctx.query);
+            let mut t = table::table(ctx.srv, &ctx.rt, &refs, &list_rv, &ctx.query);
             if let Some(n) = &next {
                 t["metadata"]["continue"] = json!(n);
             }
@@ -128,7 +135,8 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         }
         accept => {
             // Assembled from the stored bytes: no object is parsed or re-serialised.
-            let mut out = Vec::with_capacity(items.iter().map(|e| e.value.len() + 40).sum::<usize>() + 256);
+            let mut out =
+                Vec::with_capacity(items.iter().map(|e| e.value.len() + 40).sum::<usize>() + 256);
             out.extend_from_slice(
                 format!(
                     "{{\"kind\":{:?},\"apiVersion\":{:?},\"metadata\":{{\"resourceVersion\":{:?}",
@@ -209,11 +217,12 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let after: i64 = if initial_state {
         0
     } else {
-        rv_param.parse().map_err(|_| {
-            ApiError::bad_request(format!("invalid resource version: {rv_param:?}"))
-        })?
+        rv_param
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv_param:?}")))?
     };
     let view = WatchView {
+        srv: ctx.srv.clone(),
         rt: ctx.rt.clone(),
         query: ctx.query.clone(),
         accept: ctx.accept,
@@ -296,6 +305,7 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
 
 /// What the background watch task needs of the request after the handler returns.
 struct WatchView {
+    srv: Arc<crate::ApiServer>,
     rt: rkube_core::registry::ResourceType,
     query: crate::request::Query,
     accept: Accept,
@@ -311,7 +321,13 @@ impl WatchView {
         match self.accept {
             Accept::Table => {
                 let obj = entry.object();
-                let mut t = table::table(&self.rt, &[&obj], &entry.rv.to_string(), &self.query);
+                let mut t = table::table(
+                    &self.srv,
+                    &self.rt,
+                    &[&obj],
+                    &entry.rv.to_string(),
+                    &self.query,
+                );
                 if !*first {
                     // Column definitions travel once, as upstream sends them.
                     t["columnDefinitions"] = json!([]);
@@ -335,7 +351,8 @@ impl WatchView {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        let obj = json!({"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": meta});
+        let obj =
+            json!({"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": meta});
         let mut line =
             serde_json::to_vec(&json!({"type": "BOOKMARK", "object": obj})).unwrap_or_default();
         line.push(b'\n');

@@ -75,11 +75,17 @@ pub async fn update(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
                 other => return Err(ApiError::unsupported_media_type(other)),
             }
         } else {
-            let mut s = body::parse(ctx.req.body(), body::content_type(ctx) == "application/yaml")?;
+            let mut s = body::parse(
+                ctx.req.body(),
+                body::content_type(ctx) == "application/yaml",
+            )?;
             body::check_type(ctx, &mut s, "Scale")?;
             s
         };
-        let replicas = wanted.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+        let replicas = wanted
+            .pointer("/spec/replicas")
+            .cloned()
+            .unwrap_or(json!(0));
         if replicas.as_i64().is_none_or(|r| r < 0) {
             return Err(ApiError::invalid(
                 "autoscaling",
@@ -93,11 +99,12 @@ pub async fn update(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             ));
         }
         let precondition = meta::resource_version(&wanted).to_string();
-        let precondition = if ctx.info.verb == "patch" && precondition == meta::resource_version(&old) {
-            String::new()
-        } else {
-            precondition
-        };
+        let precondition =
+            if ctx.info.verb == "patch" && precondition == meta::resource_version(&old) {
+                String::new()
+            } else {
+                precondition
+            };
         let mut new = old.clone();
         new["spec"]["replicas"] = replicas;
         match update_object(ctx, &old, rev, new, &precondition).await {

@@ -76,8 +76,13 @@ pub async fn create_object(ctx: &Ctx<'_>, mut obj: Value) -> Result<Value, ApiEr
         ));
     }
     admit_namespace(ctx, &obj).await?;
-    ctx.srv
-        .track_managed_fields(&ctx.rt, None, &mut obj, &ctx.field_manager(), &ctx.info.subresource);
+    ctx.srv.track_managed_fields(
+        &ctx.rt,
+        None,
+        &mut obj,
+        &ctx.field_manager(),
+        &ctx.info.subresource,
+    );
     let name = meta::name(&obj).to_string();
     let allocation = strat.allocate(&ctx.srv.allocators, &mut obj, None)?;
     if dry_run {
@@ -87,7 +92,11 @@ pub async fn create_object(ctx: &Ctx<'_>, mut obj: Value) -> Result<Value, ApiEr
     let key = ctx.rt.key(ctx.namespace(), &name);
     let bytes = codec::encode(&obj);
     match ctx.srv.store.create(&key, bytes.clone()).await {
-        Ok(rev) => Ok(codec::decode(&bytes, rev)),
+        Ok(rev) => {
+            let stored = codec::decode(&bytes, rev);
+            strat.stored(ctx.srv, None, Some(&stored), None);
+            Ok(stored)
+        }
         Err(e) => {
             allocation.release(&ctx.srv.allocators);
             Err(match e {
@@ -119,7 +128,12 @@ fn fill_system_fields(obj: &mut Value) {
     let m = meta::metadata_mut(obj);
     m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     m.insert("creationTimestamp".into(), json!(now_rfc3339()));
-    for k in ["deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "generation"] {
+    for k in [
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+        "generation",
+    ] {
         m.remove(k);
     }
 }
@@ -223,7 +237,10 @@ pub async fn update_object(
             new["status"] = status;
         }
         "finalize" => {
-            let finalizers = new.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+            let finalizers = new
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or(json!([]));
             new = old.clone();
             new["spec"]["finalizers"] = finalizers;
         }
@@ -258,7 +275,9 @@ pub async fn update_object(
                 &ctx.rt.group,
                 &ctx.rt.plural,
                 ctx.name(),
-                &format!("no new finalizers can be added if the object is being deleted, found new finalizers [{f:?}]"),
+                &format!(
+                    "no new finalizers can be added if the object is being deleted, found new finalizers [{f:?}]"
+                ),
             )));
         }
     }
@@ -290,11 +309,14 @@ pub async fn update_object(
     }
     let key = ctx.key();
     // A terminating object whose last finalizer is gone is deleted, not updated.
-    if meta::is_terminating(&new) && meta::finalizers(&new).is_empty() && !namespace_pending(ctx, &new)
+    if meta::is_terminating(&new)
+        && meta::finalizers(&new).is_empty()
+        && !namespace_pending(ctx, &new)
     {
         return match ctx.srv.store.delete(&key, Some(rev)).await {
             Ok(_) => {
                 strat.release(&ctx.srv.allocators, &new);
+                strat.stored(ctx.srv, Some(old), None, Some(&new));
                 Ok(new)
             }
             Err(StoreError::Conflict { .. }) => Err(Retry::Conflict),
@@ -306,7 +328,9 @@ pub async fn update_object(
     match ctx.srv.store.update(&key, bytes.clone(), Some(rev)).await {
         Ok(new_rev) => {
             release_dropped(ctx, old, &new);
-            Ok(codec::decode(&bytes, new_rev))
+            let stored = codec::decode(&bytes, new_rev);
+            strat.stored(ctx.srv, Some(old), Some(&stored), None);
+            Ok(stored)
         }
         Err(e) => {
             allocation.release(&ctx.srv.allocators);
@@ -477,13 +501,21 @@ pub async fn bind(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             "",
             "Binding",
             ctx.name(),
-            &[rkube_core::validation::FieldError::required("target.name", "")],
+            &[rkube_core::validation::FieldError::required(
+                "target.name",
+                "",
+            )],
         ));
     }
     for _ in 0..CONFLICT_RETRIES {
         let (mut pod, rev) = load(ctx).await?;
         if meta::is_terminating(&pod) {
-            return Err(ApiError::conflict("", "pods", ctx.name(), "pod is being deleted, cannot be assigned to a host"));
+            return Err(ApiError::conflict(
+                "",
+                "pods",
+                ctx.name(),
+                "pod is being deleted, cannot be assigned to a host",
+            ));
         }
         if let Some(current) = pod.pointer("/spec/nodeName").and_then(Value::as_str) {
             if !current.is_empty() {

@@ -11,7 +11,10 @@ pub fn set_default(obj: &mut Map<String, Value>, key: &str, v: Value) {
 }
 
 /// The object at `obj[key]`, created if missing.
-pub fn object_at<'a>(obj: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Map<String, Value>> {
+pub fn object_at<'a>(
+    obj: &'a mut Map<String, Value>,
+    key: &str,
+) -> Option<&'a mut Map<String, Value>> {
     let v = obj.entry(key).or_insert_with(|| json!({}));
     if v.is_null() {
         *v = json!({});
@@ -110,7 +113,10 @@ mod tests {
         assert_eq!(default_pull_policy("nginx:latest"), "Always");
         assert_eq!(default_pull_policy("nginx:1.17.3"), "IfNotPresent");
         assert_eq!(default_pull_policy("localhost:5000/busybox"), "Always");
-        assert_eq!(default_pull_policy("localhost:5000/busybox:1"), "IfNotPresent");
+        assert_eq!(
+            default_pull_policy("localhost:5000/busybox:1"),
+            "IfNotPresent"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! `RESTUpdateStrategy`. One file per kind (or family of kinds); everything a kind does not
 //! override falls back to the defaults here.
 
+mod crd;
 mod defaults;
 mod namespace;
 mod pod;
@@ -71,6 +72,18 @@ pub trait Strategy: Send + Sync {
     /// Returns what a deleted object held to the pools.
     fn release(&self, _alloc: &ServiceAllocators, _obj: &Value) {}
 
+    /// Called after a write reached the store: `new` is the stored object (None when the
+    /// object was deleted, then `gone` is its last state). For effects outside the object
+    /// itself, such as serving a CRD's resources.
+    fn stored(
+        &self,
+        _srv: &std::sync::Arc<crate::ApiServer>,
+        _old: Option<&Value>,
+        _new: Option<&Value>,
+        _gone: Option<&Value>,
+    ) {
+    }
+
     /// Whether the name must be a DNS-1123 label rather than a subdomain.
     fn name_is_label(&self) -> bool {
         false
@@ -95,13 +108,18 @@ pub fn for_resource(rt: &ResourceType) -> &'static dyn Strategy {
         ("apps", "StatefulSet") => &workload::StatefulSet,
         ("batch", "Job") => &workload::Job,
         ("batch", "CronJob") => &workload::CronJob,
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => &crd::CustomResourceDefinition,
         _ => &Default_,
     }
 }
 
 /// Checks common to every object: name, namespace, labels, annotations (upstream's
 /// `ValidateObjectMeta`).
-pub fn validate_object_meta(rt: &ResourceType, obj: &Value, name_is_label: bool) -> Vec<FieldError> {
+pub fn validate_object_meta(
+    rt: &ResourceType,
+    obj: &Value,
+    name_is_label: bool,
+) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let name = rkube_core::meta::name(obj);
     if name.is_empty() {

@@ -28,7 +28,10 @@ impl Strategy for Pod {
         }
         let qos = qos_class(obj.get("spec").unwrap_or(&Value::Null));
         if let Some(map) = obj.as_object_mut() {
-            map.insert("status".into(), json!({"phase": "Pending", "qosClass": qos}));
+            map.insert(
+                "status".into(),
+                json!({"phase": "Pending", "qosClass": qos}),
+            );
         }
     }
 
@@ -106,7 +109,10 @@ pub fn validate_pod_spec(spec: &Value, path: &str) -> Vec<FieldError> {
                     }
                 }
             }
-            if c.get("image").and_then(Value::as_str).is_none_or(str::is_empty) {
+            if c.get("image")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 errs.push(FieldError::required(&format!("{cpath}.image"), ""));
             }
             for (j, p) in c
@@ -168,7 +174,12 @@ pub fn qos_class(spec: &Value) -> &'static str {
     let mut any = false;
     let mut guaranteed = true;
     for key in ["initContainers", "containers"] {
-        for c in spec.get(key).and_then(Value::as_array).into_iter().flatten() {
+        for c in spec
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let limits = c.pointer("/resources/limits").and_then(Value::as_object);
             let requests = c.pointer("/resources/requests").and_then(Value::as_object);
             let relevant = |m: Option<&serde_json::Map<String, Value>>| {
@@ -210,13 +221,20 @@ mod tests {
 
     #[test]
     fn qos() {
-        assert_eq!(qos_class(&json!({"containers": [{"name": "a"}]})), "BestEffort");
         assert_eq!(
-            qos_class(&json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}}}]})),
+            qos_class(&json!({"containers": [{"name": "a"}]})),
+            "BestEffort"
+        );
+        assert_eq!(
+            qos_class(
+                &json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}}}]})
+            ),
             "Guaranteed"
         );
         assert_eq!(
-            qos_class(&json!({"containers": [{"resources": {"requests": {"memory": "64Mi", "cpu": "0.5"}, "limits": {"memory": "128Mi", "cpu": "1"}}}]})),
+            qos_class(
+                &json!({"containers": [{"resources": {"requests": {"memory": "64Mi", "cpu": "0.5"}, "limits": {"memory": "128Mi", "cpu": "1"}}}]})
+            ),
             "Burstable"
         );
     }
@@ -230,7 +248,10 @@ mod tests {
         assert_eq!(p["spec"]["tolerations"].as_array().unwrap().len(), 2);
         assert!(Pod.validate(&p).is_empty());
         let errs = Pod.validate(&json!({"spec": {"containers": [{"name": "c"}]}}));
-        assert_eq!(errs[0].to_string(), "spec.containers[0].image: Required value");
+        assert_eq!(
+            errs[0].to_string(),
+            "spec.containers[0].image: Required value"
+        );
     }
 
     #[test]

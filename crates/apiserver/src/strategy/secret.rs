@@ -19,11 +19,16 @@ fn validate_keys(obj: &Value, field: &str, errs: &mut Vec<FieldError>) {
         for k in map.keys() {
             let ok = !k.is_empty()
                 && k.len() <= 253
-                && k.bytes().all(|c| c.is_ascii_alphanumeric() || b"-._".contains(&c))
+                && k.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b"-._".contains(&c))
                 && k != "."
                 && k != "..";
             if !ok {
-                errs.push(FieldError::invalid(&format!("{field}[{k}]"), json!(k), KEY_MSG));
+                errs.push(FieldError::invalid(
+                    &format!("{field}[{k}]"),
+                    json!(k),
+                    KEY_MSG,
+                ));
             }
         }
     }
@@ -50,7 +55,9 @@ fn immutable_data(new: &Value, old: &Value, fields: &[&str], errs: &mut Vec<Fiel
 
 impl Strategy for Secret {
     fn prepare_for_create(&self, obj: &mut Value) {
-        let Some(map) = obj.as_object_mut() else { return };
+        let Some(map) = obj.as_object_mut() else {
+            return;
+        };
         if !map.get("type").is_some_and(Value::is_string) {
             map.insert("type".into(), json!("Opaque"));
         }
@@ -60,7 +67,10 @@ impl Strategy for Secret {
                 *data = json!({});
             }
             for (k, v) in sd {
-                let s = v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
+                let s = v
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| v.to_string());
                 data[&k] = json!(base64::engine::general_purpose::STANDARD.encode(s));
             }
         }

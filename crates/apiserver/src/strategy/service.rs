@@ -25,9 +25,13 @@ fn wants_node_ports(obj: &Value) -> bool {
 
 impl Strategy for Service {
     fn prepare_for_create(&self, obj: &mut Value) {
-        let Some(map) = obj.as_object_mut() else { return };
+        let Some(map) = obj.as_object_mut() else {
+            return;
+        };
         let spec = map.entry("spec").or_insert_with(|| json!({}));
-        let Some(spec) = spec.as_object_mut() else { return };
+        let Some(spec) = spec.as_object_mut() else {
+            return;
+        };
         set_default(spec, "type", json!("ClusterIP"));
         let ty = spec["type"].as_str().unwrap_or("ClusterIP").to_string();
         if ty != "ExternalName" {
@@ -95,7 +99,10 @@ impl Strategy for Service {
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
         let ty = svc_type(obj);
-        if !matches!(ty, "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName") {
+        if !matches!(
+            ty,
+            "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
+        ) {
             errs.push(FieldError::not_supported(
                 "spec.type",
                 json!(ty),
@@ -126,7 +133,10 @@ impl Strategy for Service {
                 errs.push(FieldError::required(&format!("spec.ports[{i}].name"), ""));
             }
             if !name.is_empty() && !names.insert(name) {
-                errs.push(FieldError::duplicate(&format!("spec.ports[{i}].name"), json!(name)));
+                errs.push(FieldError::duplicate(
+                    &format!("spec.ports[{i}].name"),
+                    json!(name),
+                ));
             }
             let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
             if !(1..=65535).contains(&port) {
@@ -182,7 +192,12 @@ impl Strategy for Service {
         // On failure everything allocated so far is given back before answering.
         let fail = |held: Allocation, field: &str, value: Value, detail: String| {
             held.release(alloc);
-            ApiError::invalid("", "Service", &name, &[FieldError::invalid(field, value, &detail)])
+            ApiError::invalid(
+                "",
+                "Service",
+                &name,
+                &[FieldError::invalid(field, value, &detail)],
+            )
         };
         // ClusterIP: allocated once, for every type but ExternalName.
         let had_ip = old.is_some_and(|o| !crate::alloc::cluster_ips(o).is_empty());
@@ -262,7 +277,12 @@ mod tests {
         let mut a = json!({"metadata": {"name": "a"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}});
         Service.prepare_for_create(&mut a);
         Service.allocate(&alloc, &mut a, None).unwrap();
-        assert!(a["spec"]["clusterIP"].as_str().unwrap().starts_with("10.43."));
+        assert!(
+            a["spec"]["clusterIP"]
+                .as_str()
+                .unwrap()
+                .starts_with("10.43.")
+        );
         assert_eq!(a["spec"]["ports"][0]["targetPort"], 80);
         let mut b = json!({"metadata": {"name": "b"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}});
         let err = Service.allocate(&alloc, &mut b, None).unwrap_err();
@@ -271,8 +291,13 @@ mod tests {
             "Service \"b\" is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
         );
         let ip = a["spec"]["clusterIP"].as_str().unwrap().to_string();
-        let mut c = json!({"metadata": {"name": "c"}, "spec": {"clusterIP": ip, "ports": [{"port": 80}]}});
+        let mut c =
+            json!({"metadata": {"name": "c"}, "spec": {"clusterIP": ip, "ports": [{"port": 80}]}});
         let err = Service.allocate(&alloc, &mut c, None).unwrap_err();
-        assert!(err.message.contains("provided IP is already allocated"), "{}", err.message);
+        assert!(
+            err.message.contains("provided IP is already allocated"),
+            "{}",
+            err.message
+        );
     }
 }

@@ -27,7 +27,12 @@ macro_rules! workload {
             fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
                 let mut errs = self.validate(new);
                 if $selector != Selector::Optional {
-                    errs.extend(super::immutable(new, old, "/spec/selector", "spec.selector"));
+                    errs.extend(super::immutable(
+                        new,
+                        old,
+                        "/spec/selector",
+                        "spec.selector",
+                    ));
                 }
                 errs
             }
@@ -62,7 +67,11 @@ workload!(
     },
     Selector::Required
 );
-workload!(ReplicaSet, |s| set_default(s, "replicas", json!(1)), Selector::Required);
+workload!(
+    ReplicaSet,
+    |s| set_default(s, "replicas", json!(1)),
+    Selector::Required
+);
 workload!(
     ReplicationController,
     |s| {
@@ -197,9 +206,16 @@ fn validate_workload(obj: &Value, selector: Selector) -> Vec<FieldError> {
     }
     if selector == Selector::None {
         if let Some(spec) = obj.pointer("/spec/jobTemplate/spec/template/spec") {
-            errs.extend(validate_pod_spec(spec, "spec.jobTemplate.spec.template.spec"));
+            errs.extend(validate_pod_spec(
+                spec,
+                "spec.jobTemplate.spec.template.spec",
+            ));
         }
-        if obj.pointer("/spec/schedule").and_then(Value::as_str).is_none_or(str::is_empty) {
+        if obj
+            .pointer("/spec/schedule")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
             errs.push(FieldError::required("spec.schedule", ""));
         }
         return errs;
@@ -213,7 +229,10 @@ fn validate_workload(obj: &Value, selector: Selector) -> Vec<FieldError> {
             errs.push(FieldError::required("spec.selector", ""));
         }
         Some(sel) if selector != Selector::Optional => {
-            let empty = sel.get("matchLabels").and_then(Value::as_object).is_none_or(Map::is_empty)
+            let empty = sel
+                .get("matchLabels")
+                .and_then(Value::as_object)
+                .is_none_or(Map::is_empty)
                 && sel
                     .get("matchExpressions")
                     .and_then(Value::as_array)
@@ -308,11 +327,18 @@ mod tests {
 
     #[test]
     fn job_selector_is_generated() {
-        let mut j = json!({"metadata": {"name": "pi", "uid": "u1"}, "spec": {"template": {"spec": {}}}});
+        let mut j =
+            json!({"metadata": {"name": "pi", "uid": "u1"}, "spec": {"template": {"spec": {}}}});
         Job.prepare_for_create(&mut j);
         job_selector(&mut j);
-        assert_eq!(j["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"], "u1");
-        assert_eq!(j["spec"]["template"]["metadata"]["labels"]["job-name"], "pi");
+        assert_eq!(
+            j["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+            "u1"
+        );
+        assert_eq!(
+            j["spec"]["template"]["metadata"]["labels"]["job-name"],
+            "pi"
+        );
         assert_eq!(j["spec"]["completions"], 1);
     }
 }
