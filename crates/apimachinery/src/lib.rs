@@ -8,6 +8,7 @@ pub mod fields;
 pub mod labels;
 pub mod managedfields;
 pub mod patch;
+pub mod protobuf;
 pub mod schema;
 pub mod strict;
 pub mod validation;

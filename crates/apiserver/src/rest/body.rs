@@ -38,15 +38,23 @@ pub fn parse(bytes: &[u8], yaml: bool) -> Result<Value, ApiError> {
     })
 }
 
+/// The body of a request carrying a whole object (JSON, YAML or Kubernetes protobuf).
+pub fn typed(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
+    match content_type(ctx).as_str() {
+        "application/json" | "" => parse(ctx.req.body(), false),
+        "application/yaml" => parse(ctx.req.body(), true),
+        "application/vnd.kubernetes.protobuf" => {
+            rkube_apimachinery::protobuf::decode(ctx.req.body()).map_err(|e| {
+                ApiError::bad_request(format!("error decoding protobuf body: {e}"))
+            })
+        }
+        other => Err(ApiError::unsupported_media_type(other)),
+    }
+}
+
 /// The object in the body of a create or update, checked against the endpoint.
 pub fn object(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
-    let ct = content_type(ctx);
-    let yaml = match ct.as_str() {
-        "application/json" | "" => false,
-        "application/yaml" => true,
-        other => return Err(ApiError::unsupported_media_type(other)),
-    };
-    let mut obj = parse(ctx.req.body(), yaml)?;
+    let mut obj = typed(ctx)?;
     if !obj.is_object() {
         return Err(ApiError::bad_request(format!(
             "the object provided is unrecognized (must be of type {}): couldn't get version/kind; json parse error: expected an object",
@@ -131,7 +139,7 @@ pub fn delete_options(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
     let mut opts = if body.iter().all(u8::is_ascii_whitespace) {
         serde_json::json!({})
     } else {
-        parse(body, content_type(ctx) == "application/yaml")?
+        typed(ctx)?
     };
     if !opts.is_object() {
         return Err(ApiError::bad_request("DeleteOptions must be an object"));

@@ -488,8 +488,7 @@ pub async fn patch(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
 
 /// `POST pods/<name>/binding`: assigns a pod to a node, once.
 pub async fn bind(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
-    let ct = body::content_type(ctx);
-    let mut binding = body::parse(ctx.req.body(), ct == "application/yaml")?;
+    let mut binding = body::typed(ctx)?;
     body::check_type(ctx, &mut binding, "Binding")?;
     let node = binding
         .pointer("/target/name")

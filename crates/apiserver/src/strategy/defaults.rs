@@ -32,6 +32,12 @@ pub fn pod_spec(spec: &mut Value) {
     set_default(spec, "dnsPolicy", json!("ClusterFirst"));
     set_default(spec, "securityContext", json!({}));
     set_default(spec, "schedulerName", json!("default-scheduler"));
+    if let Some(res) = spec.get_mut("resources").and_then(Value::as_object_mut) {
+        canonical_resources(res);
+    }
+    if let Some(overhead) = spec.get_mut("overhead") {
+        rkube_core::quantity::canonicalize_list(overhead);
+    }
     for key in ["containers", "initContainers"] {
         if let Some(cs) = spec.get_mut(key).and_then(Value::as_array_mut) {
             for c in cs {
@@ -50,6 +56,11 @@ fn volume(v: &mut Map<String, Value>) {
     for (source, mode_key) in [("configMap", "defaultMode"), ("secret", "defaultMode")] {
         if let Some(s) = v.get_mut(source).and_then(Value::as_object_mut) {
             set_default(s, mode_key, json!(420));
+        }
+    }
+    if let Some(limit) = v.get_mut("emptyDir").and_then(|e| e.get_mut("sizeLimit")) {
+        if let Some(c) = limit.as_str().and_then(rkube_core::quantity::canonical) {
+            *limit = json!(c);
         }
     }
     let has_source = v.keys().any(|k| k != "name");
@@ -80,6 +91,16 @@ pub fn container(c: &mut Value) {
                     req.entry(k).or_insert(v);
                 }
             }
+        }
+        canonical_resources(res);
+    }
+}
+
+/// Quantities in `requests`/`limits` in the canonical form upstream stores (`0.5` → `500m`).
+fn canonical_resources(res: &mut Map<String, Value>) {
+    for key in ["requests", "limits"] {
+        if let Some(list) = res.get_mut(key) {
+            rkube_core::quantity::canonicalize_list(list);
         }
     }
 }
@@ -127,5 +148,11 @@ mod tests {
         assert_eq!(spec["restartPolicy"], "Always");
         assert_eq!(spec["containers"][0]["ports"][0]["protocol"], "TCP");
         assert_eq!(spec["containers"][0]["resources"]["requests"]["cpu"], "1");
+        let mut spec = json!({"containers": [{"name": "a", "image": "x:1",
+            "resources": {"requests": {"cpu": "0.5", "memory": "2048Mi"}, "limits": {"cpu": 2}}}]});
+        pod_spec(&mut spec);
+        let res = &spec["containers"][0]["resources"];
+        assert_eq!(res["requests"], json!({"cpu": "500m", "memory": "2Gi"}));
+        assert_eq!(res["limits"], json!({"cpu": "2"}));
     }
 }

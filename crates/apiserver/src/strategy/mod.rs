@@ -20,7 +20,7 @@ use serde_json::Value;
 use crate::alloc::ServiceAllocators;
 
 /// Resources held for an object being written, given back if the write fails.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Allocation {
     ips: Vec<std::net::Ipv4Addr>,
     ports: Vec<u16>,

@@ -57,10 +57,10 @@ workload!(
     Deployment,
     |s| {
         set_default(s, "replicas", json!(1));
-        set_default(
+        update_strategy(
             s,
             "strategy",
-            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+            json!({"maxUnavailable": "25%", "maxSurge": "25%"}),
         );
         set_default(s, "revisionHistoryLimit", json!(10));
         set_default(s, "progressDeadlineSeconds", json!(600));
@@ -85,11 +85,7 @@ workload!(
 workload!(
     DaemonSet,
     |s| {
-        set_default(
-            s,
-            "updateStrategy",
-            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
-        );
+        update_strategy(s, "updateStrategy", json!({"maxUnavailable": 1, "maxSurge": 0}));
         set_default(s, "revisionHistoryLimit", json!(10));
     },
     Selector::Required
@@ -99,11 +95,7 @@ workload!(
     |s| {
         set_default(s, "replicas", json!(1));
         set_default(s, "podManagementPolicy", json!("OrderedReady"));
-        set_default(
-            s,
-            "updateStrategy",
-            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
-        );
+        update_strategy(s, "updateStrategy", json!({"partition": 0}));
         set_default(s, "revisionHistoryLimit", json!(10));
         set_default(
             s,
@@ -142,6 +134,22 @@ workload!(
     },
     Selector::None
 );
+
+/// Defaults a rollout strategy field: type `RollingUpdate`, and for that type the given
+/// `rollingUpdate` parameters where they are missing (the object may be given as `{}`).
+fn update_strategy(spec: &mut Map<String, Value>, key: &str, rolling: Value) {
+    let Some(strategy) = object_at(spec, key) else {
+        return;
+    };
+    set_default(strategy, "type", json!("RollingUpdate"));
+    if strategy.get("type") == Some(&json!("RollingUpdate")) {
+        if let (Some(ru), Some(defaults)) = (object_at(strategy, "rollingUpdate"), rolling.as_object()) {
+            for (k, v) in defaults {
+                set_default(ru, k, v.clone());
+            }
+        }
+    }
+}
 
 trait PointerOrNull {
     fn pointer_or_null(&self, path: &str) -> Option<Value>;
