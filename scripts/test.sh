@@ -7,5 +7,6 @@ bash scripts/install-test-deps.sh
 export RKUBE_KUBECTL="$PWD/.tools/kubectl"
 export RKUBE_HELM="$PWD/.tools/helm"
 export RKUBE_PYTHON="$PWD/.tools/venv/bin/python"
-cargo build --release --bin rkube
-cargo test --release --workspace --no-fail-fast -- --test-threads=4
+# One debug build serves everything: end-to-end tests start the rkube binary cargo builds for
+# them. --no-fail-fast so one failure does not hide the others.
+cargo test --workspace --no-fail-fast

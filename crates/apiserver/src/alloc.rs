@@ -196,10 +196,9 @@ pub fn cluster_ips(svc: &Value) -> Vec<Ipv4Addr> {
         .pointer("/spec/clusterIP")
         .and_then(Value::as_str)
         .and_then(|s| s.parse().ok())
+        && !out.contains(&ip)
     {
-        if !out.contains(&ip) {
-            out.push(ip);
-        }
+        out.push(ip);
     }
     out
 }

@@ -80,9 +80,9 @@ impl ApiServer {
         )
         .map_err(|c| {
             let mut e = ApiError::new(409, "Conflict", c.to_string());
-            e.details = Some(json!({"name": rkube_core::meta::name(old), "group": rt.group, "kind": rt.plural,
+            e.details = Some(Box::new(json!({"name": rkube_core::meta::name(old), "group": rt.group, "kind": rt.plural,
                 "causes": c.0.iter().map(|x| json!({"reason": "FieldManagerConflict",
-                    "message": format!("conflict with {}", x.manager), "field": x.field})).collect::<Vec<_>>()}));
+                    "message": format!("conflict with {}", x.manager), "field": x.field})).collect::<Vec<_>>()})));
             e
         })?;
         set_entries(&mut merged, &entries);

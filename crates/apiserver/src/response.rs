@@ -91,10 +91,10 @@ impl Accept {
 
 /// Encodes `v` as the client asked (JSON or YAML).
 pub fn negotiated(code: u16, accept: Accept, v: &Value) -> Response {
-    if accept == Accept::Yaml {
-        if let Ok(y) = serde_saphyr::to_string(v) {
-            return raw(code, "application/yaml", y);
-        }
+    if accept == Accept::Yaml
+        && let Ok(y) = serde_saphyr::to_string(v)
+    {
+        return raw(code, "application/yaml", y);
     }
     json(code, v)
 }

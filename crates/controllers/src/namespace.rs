@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::discovery::{Discovery, Scope, verbs};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
-use kube::Client;
 
 /// The finalizer the apiserver puts in every namespace's `spec.finalizers`.
 pub const FINALIZER: &str = "kubernetes";
@@ -70,12 +70,7 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     finalized.metadata.managed_fields = None;
     let api: Api<Namespace> = Api::all(ctx.client.clone());
     match api
-        .replace_subresource(
-            "finalize",
-            &name,
-            &PostParams::default(),
-            &finalized,
-        )
+        .replace_subresource("finalize", &name, &PostParams::default(), &finalized)
         .await
     {
         Ok(_) => Ok(Action::await_change()),

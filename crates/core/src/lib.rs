@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod meta;
+pub mod quantity;
 pub mod registry;
 pub mod status;
 pub mod validation;

@@ -20,7 +20,7 @@ pub struct ApiError {
     /// Human readable message.
     pub message: String,
     /// `metav1.StatusDetails`, when there is an object to name.
-    pub details: Option<Value>,
+    pub details: Option<Box<Value>>,
 }
 
 impl ApiError {
@@ -39,14 +39,18 @@ impl ApiError {
         if !group.is_empty() {
             d["group"] = json!(group);
         }
-        self.details = Some(d);
+        self.details = Some(Box::new(d));
         self
     }
 
     /// `<resource> "<name>" not found` (404).
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(group, plural)))
-            .with_details(group, plural, name)
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", qualified(group, plural)),
+        )
+        .with_details(group, plural, name)
     }
 
     /// `<resource> "<name>" already exists` (409).
@@ -93,7 +97,10 @@ impl ApiError {
             [one] => one.to_string(),
             many => format!(
                 "[{}]",
-                many.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
+                many.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
         let mut err = Self::new(
@@ -148,7 +155,9 @@ impl ApiError {
         Self::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {content_type:?}"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {content_type:?}"
+            ),
         )
     }
 
@@ -183,7 +192,7 @@ impl ApiError {
             "code": self.code,
         });
         if let Some(d) = &self.details {
-            status["details"] = d.clone();
+            status["details"] = (**d).clone();
         }
         status
     }
@@ -230,13 +239,20 @@ mod tests {
     fn invalid_lists_all_causes() {
         let errs = vec![
             FieldError::required("metadata.name", "name or generateName is required"),
-            FieldError::invalid("spec.replicas", json!(-1), "must be greater than or equal to 0"),
+            FieldError::invalid(
+                "spec.replicas",
+                json!(-1),
+                "must be greater than or equal to 0",
+            ),
         ];
         let e = ApiError::invalid("apps", "Deployment", "web", &errs);
         assert_eq!(
             e.message,
             "Deployment.apps \"web\" is invalid: [metadata.name: Required value: name or generateName is required, spec.replicas: Invalid value: -1: must be greater than or equal to 0]"
         );
-        assert_eq!(e.to_status()["details"]["causes"][1]["field"], "spec.replicas");
+        assert_eq!(
+            e.to_status()["details"]["causes"][1]["field"],
+            "spec.replicas"
+        );
     }
 }

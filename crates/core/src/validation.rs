@@ -87,7 +87,12 @@ impl FieldError {
     /// Like [`FieldError::invalid`], with the value already rendered as upstream shows it
     /// (e.g. `map[string]string{"app":"x"}`).
     pub fn invalid_verbatim(field: &str, shown: String, detail: &str) -> Self {
-        let mut e = Self::new(FieldErrorKind::Invalid, field, Some(Value::String(shown)), detail);
+        let mut e = Self::new(
+            FieldErrorKind::Invalid,
+            field,
+            Some(Value::String(shown)),
+            detail,
+        );
         e.verbatim = true;
         e
     }
@@ -126,16 +131,15 @@ impl FieldError {
     /// The message without the field path (upstream's `ErrorBody`).
     pub fn body(&self) -> String {
         let mut s = self.kind.label().to_string();
-        if let Some(v) = &self.value {
-            if matches!(
-                self.kind,
-                FieldErrorKind::Invalid | FieldErrorKind::NotSupported | FieldErrorKind::Duplicate
-            ) {
-                s.push_str(": ");
-                match (self.verbatim, v) {
-                    (true, Value::String(shown)) => s.push_str(shown),
-                    _ => s.push_str(&show_value(v)),
-                }
+        let shows_value = matches!(
+            self.kind,
+            FieldErrorKind::Invalid | FieldErrorKind::NotSupported | FieldErrorKind::Duplicate
+        );
+        if let (Some(v), true) = (&self.value, shows_value) {
+            s.push_str(": ");
+            match (self.verbatim, v) {
+                (true, Value::String(shown)) => s.push_str(shown),
+                _ => s.push_str(&show_value(v)),
             }
         }
         if !self.detail.is_empty() {
@@ -168,7 +172,8 @@ const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric charact
 fn is_dns1123_label_shape(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -200,7 +205,8 @@ pub fn dns1123_subdomain(s: &str) -> Vec<String> {
 fn is_qualified_part(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
 }
@@ -213,7 +219,11 @@ pub fn qualified_name(key: &str) -> Vec<String> {
             if prefix.is_empty() {
                 errs.push("prefix part must be non-empty".to_string());
             } else {
-                errs.extend(dns1123_subdomain(prefix).into_iter().map(|m| format!("prefix part {m}")));
+                errs.extend(
+                    dns1123_subdomain(prefix)
+                        .into_iter()
+                        .map(|m| format!("prefix part {m}")),
+                );
             }
             name
         }
@@ -309,6 +319,10 @@ mod tests {
         assert!(!label_value("has space").is_empty());
         let errs = labels(&json!({"ok": "v", "bad key": "v"}), "metadata.labels");
         assert_eq!(errs.len(), 1);
-        assert!(errs[0].to_string().starts_with("metadata.labels: Invalid value: \"bad key\": name part must"));
+        assert!(
+            errs[0]
+                .to_string()
+                .starts_with("metadata.labels: Invalid value: \"bad key\": name part must")
+        );
     }
 }

@@ -99,7 +99,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
         Some(ep) => {
             progress(start, &format!("connecting to datastore {ep}"));
-            rkube_store::etcd::EtcdStore::connect(&[ep.clone()])
+            rkube_store::etcd::EtcdStore::connect(std::slice::from_ref(ep))
                 .await
                 .with_context(|| {
                     format!("connecting to --datastore-endpoint {ep}: is etcd running there?")
@@ -208,12 +208,11 @@ fn host_addresses() -> Vec<String> {
     if let Ok(fib) = std::fs::read_to_string("/proc/net/fib_trie") {
         let lines: Vec<&str> = fib.lines().collect();
         for w in lines.windows(2) {
-            if w[1].contains("/32 host LOCAL") {
-                if let Some(ip) = w[0].split_whitespace().last() {
-                    if !out.iter().any(|o| o == ip) {
-                        out.push(ip.to_string());
-                    }
-                }
+            if w[1].contains("/32 host LOCAL")
+                && let Some(ip) = w[0].split_whitespace().last()
+                && !out.iter().any(|o| o == ip)
+            {
+                out.push(ip.to_string());
             }
         }
     }

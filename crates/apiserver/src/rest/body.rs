@@ -44,9 +44,8 @@ pub fn typed(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
         "application/json" | "" => parse(ctx.req.body(), false),
         "application/yaml" => parse(ctx.req.body(), true),
         "application/vnd.kubernetes.protobuf" => {
-            rkube_apimachinery::protobuf::decode(ctx.req.body()).map_err(|e| {
-                ApiError::bad_request(format!("error decoding protobuf body: {e}"))
-            })
+            rkube_apimachinery::protobuf::decode(ctx.req.body())
+                .map_err(|e| ApiError::bad_request(format!("error decoding protobuf body: {e}")))
         }
         other => Err(ApiError::unsupported_media_type(other)),
     }
@@ -156,19 +155,19 @@ pub fn delete_options(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
     if ctx.query.get("orphanDependents").is_some() {
         opts["orphanDependents"] = ctx.query.flag("orphanDependents").into();
     }
-    if let Some(policy) = opts.get("propagationPolicy").and_then(Value::as_str) {
-        if !matches!(policy, "Orphan" | "Background" | "Foreground") {
-            return Err(ApiError::invalid(
-                "",
-                "DeleteOptions",
-                "",
-                &[rkube_core::validation::FieldError::not_supported(
-                    "propagationPolicy",
-                    policy.into(),
-                    &["Background", "Foreground", "Orphan"],
-                )],
-            ));
-        }
+    if let Some(policy) = opts.get("propagationPolicy").and_then(Value::as_str)
+        && !matches!(policy, "Orphan" | "Background" | "Foreground")
+    {
+        return Err(ApiError::invalid(
+            "",
+            "DeleteOptions",
+            "",
+            &[rkube_core::validation::FieldError::not_supported(
+                "propagationPolicy",
+                policy.into(),
+                &["Background", "Foreground", "Orphan"],
+            )],
+        ));
     }
     Ok(opts)
 }

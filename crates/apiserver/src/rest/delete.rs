@@ -68,18 +68,17 @@ fn check_preconditions(
             ),
         )
     };
-    if let Some(uid) = opts.pointer("/preconditions/uid").and_then(Value::as_str) {
-        if uid != meta::uid(obj) {
-            return Err(fail("UID", uid, meta::uid(obj)));
-        }
+    if let Some(uid) = opts.pointer("/preconditions/uid").and_then(Value::as_str)
+        && uid != meta::uid(obj)
+    {
+        return Err(fail("UID", uid, meta::uid(obj)));
     }
     if let Some(rv) = opts
         .pointer("/preconditions/resourceVersion")
         .and_then(Value::as_str)
+        && rv != meta::resource_version(obj)
     {
-        if rv != meta::resource_version(obj) {
-            return Err(fail("ResourceVersion", rv, meta::resource_version(obj)));
-        }
+        return Err(fail("ResourceVersion", rv, meta::resource_version(obj)));
     }
     Ok(())
 }
@@ -110,10 +109,10 @@ async fn delete_one(
         "Foreground" => Some("foregroundDeletion"),
         _ => None,
     };
-    if let Some(f) = extra {
-        if !finalizers.iter().any(|x| x == f) {
-            finalizers.push(f.to_string());
-        }
+    if let Some(f) = extra
+        && !finalizers.iter().any(|x| x == f)
+    {
+        finalizers.push(f.to_string());
     }
     let is_namespace = ctx.rt.group.is_empty() && ctx.rt.kind == "Namespace";
     let grace = pod_grace_period(ctx, &obj, opts);

@@ -281,11 +281,10 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
                     Ok(ev) => {
                         if ev.rv() <= last_rev { continue; }
                         last_rev = ev.rv();
-                        if let Some(kind) = project(&filter, &ev, &prefix) {
-                            if tx.send(view.line(kind.as_str(), &ev.entry, &mut first)).await.is_err() {
+                        if let Some(kind) = project(&filter, &ev, &prefix)
+                            && tx.send(view.line(kind.as_str(), &ev.entry, &mut first)).await.is_err() {
                                 return;
                             }
-                        }
                     }
                     // A watcher that fell too far behind is closed; the client resumes from
                     // the last resourceVersion it saw.

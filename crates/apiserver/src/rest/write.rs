@@ -516,15 +516,15 @@ pub async fn bind(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
                 "pod is being deleted, cannot be assigned to a host",
             ));
         }
-        if let Some(current) = pod.pointer("/spec/nodeName").and_then(Value::as_str) {
-            if !current.is_empty() {
-                return Err(ApiError::conflict(
-                    "",
-                    "pods",
-                    ctx.name(),
-                    &format!("pod {} is already assigned to node {current:?}", ctx.name()),
-                ));
-            }
+        if let Some(current) = pod.pointer("/spec/nodeName").and_then(Value::as_str)
+            && !current.is_empty()
+        {
+            return Err(ApiError::conflict(
+                "",
+                "pods",
+                ctx.name(),
+                &format!("pod {} is already assigned to node {current:?}", ctx.name()),
+            ));
         }
         pod["spec"]["nodeName"] = json!(node);
         let conditions = pod["status"]

@@ -58,10 +58,10 @@ fn volume(v: &mut Map<String, Value>) {
             set_default(s, mode_key, json!(420));
         }
     }
-    if let Some(limit) = v.get_mut("emptyDir").and_then(|e| e.get_mut("sizeLimit")) {
-        if let Some(c) = limit.as_str().and_then(rkube_core::quantity::canonical) {
-            *limit = json!(c);
-        }
+    if let Some(limit) = v.get_mut("emptyDir").and_then(|e| e.get_mut("sizeLimit"))
+        && let Some(c) = limit.as_str().and_then(rkube_core::quantity::canonical)
+    {
+        *limit = json!(c);
     }
     let has_source = v.keys().any(|k| k != "name");
     if !has_source {

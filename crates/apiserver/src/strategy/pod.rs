@@ -39,10 +39,10 @@ impl Strategy for Pod {
         if let Some(spec) = new.get_mut("spec") {
             pod_spec(spec);
         }
-        if let Some(map) = new.as_object_mut() {
-            if let Some(status) = old.get("status") {
-                map.insert("status".into(), status.clone());
-            }
+        if let Some(map) = new.as_object_mut()
+            && let Some(status) = old.get("status")
+        {
+            map.insert("status".into(), status.clone());
         }
     }
 
@@ -133,14 +133,14 @@ pub fn validate_pod_spec(spec: &Value, path: &str) -> Vec<FieldError> {
             }
         }
     }
-    if let Some(policy) = spec.get("restartPolicy").and_then(Value::as_str) {
-        if !matches!(policy, "Always" | "OnFailure" | "Never") {
-            errs.push(FieldError::not_supported(
-                &format!("{path}.restartPolicy"),
-                json!(policy),
-                &["Always", "OnFailure", "Never"],
-            ));
-        }
+    if let Some(policy) = spec.get("restartPolicy").and_then(Value::as_str)
+        && !matches!(policy, "Always" | "OnFailure" | "Never")
+    {
+        errs.push(FieldError::not_supported(
+            &format!("{path}.restartPolicy"),
+            json!(policy),
+            &["Always", "OnFailure", "Never"],
+        ));
     }
     errs
 }

@@ -65,10 +65,10 @@ impl Strategy for Service {
             old.get("spec"),
         ) {
             for key in ["clusterIP", "clusterIPs"] {
-                if spec.get(key).is_none_or(|v| v.is_null() || v == "") {
-                    if let Some(v) = old_spec.get(key) {
-                        spec.insert(key.into(), v.clone());
-                    }
+                if spec.get(key).is_none_or(|v| v.is_null() || v == "")
+                    && let Some(v) = old_spec.get(key)
+                {
+                    spec.insert(key.into(), v.clone());
                 }
             }
         }

@@ -85,7 +85,11 @@ workload!(
 workload!(
     DaemonSet,
     |s| {
-        update_strategy(s, "updateStrategy", json!({"maxUnavailable": 1, "maxSurge": 0}));
+        update_strategy(
+            s,
+            "updateStrategy",
+            json!({"maxUnavailable": 1, "maxSurge": 0}),
+        );
         set_default(s, "revisionHistoryLimit", json!(10));
     },
     Selector::Required
@@ -142,11 +146,12 @@ fn update_strategy(spec: &mut Map<String, Value>, key: &str, rolling: Value) {
         return;
     };
     set_default(strategy, "type", json!("RollingUpdate"));
-    if strategy.get("type") == Some(&json!("RollingUpdate")) {
-        if let (Some(ru), Some(defaults)) = (object_at(strategy, "rollingUpdate"), rolling.as_object()) {
-            for (k, v) in defaults {
-                set_default(ru, k, v.clone());
-            }
+    if strategy.get("type") == Some(&json!("RollingUpdate"))
+        && let (Some(ru), Some(defaults)) =
+            (object_at(strategy, "rollingUpdate"), rolling.as_object())
+    {
+        for (k, v) in defaults {
+            set_default(ru, k, v.clone());
         }
     }
 }
@@ -187,30 +192,29 @@ pub fn job_selector(job: &mut Value) {
         .get_mut("template")
         .and_then(Value::as_object_mut)
         .and_then(|t| object_at(t, "metadata"))
+        && let Some(labels) = object_at(meta, "labels")
     {
-        if let Some(labels) = object_at(meta, "labels") {
-            for (k, v) in [
-                ("batch.kubernetes.io/controller-uid", &uid),
-                ("batch.kubernetes.io/job-name", &name),
-                ("controller-uid", &uid),
-                ("job-name", &name),
-            ] {
-                labels.entry(k).or_insert(json!(v));
-            }
+        for (k, v) in [
+            ("batch.kubernetes.io/controller-uid", &uid),
+            ("batch.kubernetes.io/job-name", &name),
+            ("controller-uid", &uid),
+            ("job-name", &name),
+        ] {
+            labels.entry(k).or_insert(json!(v));
         }
     }
 }
 
 fn validate_workload(obj: &Value, selector: Selector) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    if let Some(r) = obj.pointer("/spec/replicas") {
-        if r.as_i64().is_none_or(|r| r < 0) {
-            errs.push(FieldError::invalid(
-                "spec.replicas",
-                r.clone(),
-                "must be greater than or equal to 0",
-            ));
-        }
+    if let Some(r) = obj.pointer("/spec/replicas")
+        && r.as_i64().is_none_or(|r| r < 0)
+    {
+        errs.push(FieldError::invalid(
+            "spec.replicas",
+            r.clone(),
+            "must be greater than or equal to 0",
+        ));
     }
     if selector == Selector::None {
         if let Some(spec) = obj.pointer("/spec/jobTemplate/spec/template/spec") {
