@@ -24,6 +24,15 @@ pub fn encode(obj: &Value) -> Bytes {
         }
         if let Some(Value::Object(meta)) = out.get_mut("metadata") {
             meta.remove("resourceVersion");
+            // Empty collections are dropped, as Go's `omitempty` drops them upstream.
+            meta.retain(|k, v| {
+                !(matches!(
+                    k.as_str(),
+                    "labels" | "annotations" | "finalizers" | "ownerReferences" | "managedFields"
+                ) && (v.is_null()
+                    || v.as_array().is_some_and(Vec::is_empty)
+                    || v.as_object().is_some_and(Map::is_empty)))
+            });
         } else {
             out.insert("metadata".into(), Value::Object(Map::new()));
         }
@@ -91,6 +100,17 @@ mod tests {
         assert_eq!(wire["metadata"]["name"], "a");
         assert_eq!(wire["data"]["metadata"]["x"], 1);
         assert_eq!(decode(&stored, 42), wire);
+    }
+
+    #[test]
+    fn empty_metadata_collections_are_dropped() {
+        let stored = encode(
+            &json!({"metadata": {"name": "a", "finalizers": [], "labels": {}, "annotations": null}}),
+        );
+        assert_eq!(
+            decode(&stored, 1)["metadata"],
+            json!({"name": "a", "resourceVersion": "1"})
+        );
     }
 
     #[test]

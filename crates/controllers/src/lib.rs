@@ -4,11 +4,15 @@
 //! `Controller`: it reads and writes only through the API (a `kube::Client`), so it runs the
 //! same inside `rkube server` (over the in-process service) and as a separate process.
 
+pub mod garbagecollector;
 pub mod namespace;
 
 use kube::Client;
 
 /// Runs every controller until the process ends.
 pub async fn run_all(client: Client) {
-    namespace::run(client).await;
+    tokio::join!(
+        namespace::run(client.clone()),
+        garbagecollector::run(client),
+    );
 }
