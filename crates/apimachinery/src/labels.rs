@@ -448,7 +448,12 @@ fn lex(s: &str) -> Vec<Token> {
             i = end;
         } else {
             let start = i;
-            while i < chars.len() && !is_special(chars[i]) && !chars[i].is_whitespace() {
+            // Upstream ends identifiers only at its own whitespace set; other Unicode spaces
+            // are identifier characters (and the loop always advances past `start`).
+            while i < chars.len()
+                && !is_special(chars[i])
+                && !matches!(chars[i], ' ' | '\t' | '\r' | '\n')
+            {
                 i += 1;
             }
             let word: String = chars[start..i].iter().collect();

@@ -85,6 +85,8 @@ pub enum ScalarType {
 #[derive(Debug, Clone, Default)]
 pub struct Schemas {
     defs: HashMap<String, Schema>,
+    /// Field defaults by definition, e.g. `ServicePort.protocol` = `"TCP"`.
+    defaults: HashMap<String, BTreeMap<String, serde_json::Value>>,
 }
 
 impl Schemas {
@@ -96,6 +98,24 @@ impl Schemas {
     /// Adds or replaces a definition.
     pub fn insert(&mut self, name: impl Into<String>, schema: Schema) {
         self.defs.insert(name.into(), schema);
+    }
+
+    /// Records the schema default of `field` in definition `name`.
+    pub fn insert_default(
+        &mut self,
+        name: impl Into<String>,
+        field: impl Into<String>,
+        value: serde_json::Value,
+    ) {
+        self.defaults
+            .entry(name.into())
+            .or_default()
+            .insert(field.into(), value);
+    }
+
+    /// The field defaults of definition `name`.
+    pub fn defaults_of(&self, name: &str) -> Option<&BTreeMap<String, serde_json::Value>> {
+        self.defaults.get(name)
     }
 
     /// A definition by name.

@@ -66,12 +66,153 @@ fn walk(
     }
 }
 
+/// A value of the wrong JSON type for its field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeError {
+    /// Dotted path, e.g. `spec.replicas`.
+    pub path: String,
+    /// The JSON type found: `string`, `number`, `bool`, `array`, `object`.
+    pub found: &'static str,
+    /// The type the field has, as Go names it: `int32`, `string`, `map[string]string`…
+    pub expected: &'static str,
+}
+
+impl std::fmt::Display for TypeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The shape of Go's `json.UnmarshalTypeError`, which upstream reports.
+        write!(
+            f,
+            "json: cannot unmarshal {} into Go struct field .{} of type {}",
+            self.found, self.path, self.expected
+        )
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Values whose JSON type does not fit their schema (`null` fits everything, as in Go).
+/// Strings accept numbers, since quantities (`cpu: 1`) are strings that clients often send
+/// as numbers and upstream accepts them.
+pub fn type_errors(value: &Value, schema: &Schema, schemas: &Schemas) -> Vec<TypeError> {
+    let mut out = Vec::new();
+    check_types(value, schema, schemas, &mut String::new(), &mut out);
+    out
+}
+
+fn check_types(
+    value: &Value,
+    schema: &Schema,
+    schemas: &Schemas,
+    path: &mut String,
+    out: &mut Vec<TypeError>,
+) {
+    use crate::schema::ScalarType;
+    let schema = schemas.resolve(schema);
+    let child = |k: &str, v: &Value, s: &Schema, path: &mut String, out: &mut Vec<TypeError>| {
+        let len = path.len();
+        if !path.is_empty() && !k.starts_with('[') {
+            path.push('.');
+        }
+        path.push_str(k);
+        check_types(v, s, schemas, path, out);
+        path.truncate(len);
+    };
+    let expected = match (schema, value) {
+        (_, Value::Null) | (Schema::Any, _) => return,
+        (Schema::Object { fields, .. }, Value::Object(obj)) => {
+            for (k, v) in obj {
+                if let Some(s) = fields.get(k) {
+                    child(k, v, s, path, out);
+                }
+            }
+            return;
+        }
+        (Schema::Map { values }, Value::Object(obj)) => {
+            for (k, v) in obj {
+                child(k, v, values, path, out);
+            }
+            return;
+        }
+        (Schema::List { items, .. }, Value::Array(list)) => {
+            for (i, v) in list.iter().enumerate() {
+                child(&format!("[{i}]"), v, items, path, out);
+            }
+            return;
+        }
+        (Schema::Scalar(ScalarType::String), Value::String(_) | Value::Number(_))
+        | (Schema::Scalar(ScalarType::Integer), Value::Number(_))
+        | (Schema::Scalar(ScalarType::Number), Value::Number(_))
+        | (Schema::Scalar(ScalarType::Boolean), Value::Bool(_))
+        | (Schema::Scalar(ScalarType::IntOrString), Value::Number(_) | Value::String(_)) => return,
+        (Schema::Object { .. }, _) => "struct",
+        (Schema::Map { .. }, _) => "map[string]string",
+        (Schema::List { .. }, _) => "[]",
+        (Schema::Scalar(ScalarType::String), _) => "string",
+        (Schema::Scalar(ScalarType::Integer), _) => "int32",
+        (Schema::Scalar(ScalarType::Number), _) => "float64",
+        (Schema::Scalar(ScalarType::Boolean), _) => "bool",
+        (Schema::Scalar(ScalarType::IntOrString), _) => "intstr.IntOrString",
+        (Schema::Ref(_), _) => return,
+    };
+    out.push(TypeError {
+        path: path.clone(),
+        found: json_type(value),
+        expected,
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::schema::{ListPatch, ListType, ScalarType};
     use serde_json::json;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn wrong_types_are_reported() {
+        let schemas = Schemas::new();
+        let schema = obj(&[
+            ("kind", Schema::Scalar(ScalarType::String)),
+            (
+                "data",
+                Schema::Map {
+                    values: Box::new(Schema::Scalar(ScalarType::String)),
+                },
+            ),
+            ("replicas", Schema::Scalar(ScalarType::Integer)),
+        ]);
+        let errs = type_errors(
+            &json!({"kind": [], "data": "test", "replicas": "3"}),
+            &schema,
+            &schemas,
+        );
+        let shown: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            shown,
+            vec![
+                "json: cannot unmarshal array into Go struct field .kind of type string",
+                "json: cannot unmarshal string into Go struct field .data of type map[string]string",
+                "json: cannot unmarshal string into Go struct field .replicas of type int32",
+            ]
+        );
+        assert!(
+            type_errors(
+                &json!({"data": {"a": "b"}, "replicas": 3, "kind": null}),
+                &schema,
+                &schemas
+            )
+            .is_empty()
+        );
+    }
 
     fn obj(fields: &[(&str, Schema)]) -> Schema {
         Schema::Object {

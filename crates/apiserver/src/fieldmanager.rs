@@ -37,6 +37,15 @@ impl ApiServer {
         strict::unknown_fields(obj, &schema, &schemas)
     }
 
+    /// Values of `obj` whose JSON type does not fit their field (always an error).
+    pub fn type_errors(&self, rt: &ResourceType, obj: &Value) -> Vec<strict::TypeError> {
+        let (schema, schemas) = self.schema_of(rt);
+        if schema == Schema::Any {
+            return Vec::new();
+        }
+        strict::type_errors(obj, &schema, &schemas)
+    }
+
     /// Applies a JSON, merge or strategic merge patch to `old`.
     pub fn patch(
         &self,

@@ -105,7 +105,9 @@ impl ApiServer {
             authorizer: Box::new(AllowAuthenticated),
             allocators,
             config,
-            schemas: RwLock::new(Arc::new(rkube_apimachinery::schema::Schemas::new())),
+            // Typed schemas are needed by the first write (patch strategies, managed fields),
+            // so they are built now; the OpenAPI documents follow on their own thread.
+            schemas: RwLock::new(Arc::new(rkube_openapi::schemas())),
             openapi: tokio::sync::watch::channel(None).0,
             openapi_jobs,
             printer_columns: RwLock::default(),

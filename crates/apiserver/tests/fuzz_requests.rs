@@ -269,8 +269,57 @@ fn check_status(code: u16, body: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Every rejected request answers a well-formed 4xx Status and leaves the object unchanged.
 #[test]
 fn random_requests_get_status_errors_and_lose_no_data() {
+    fuzz(false);
+}
+
+/// Every accepted write leaves a valid ConfigMap stored (what upstream's typed decoding
+/// guarantees: `kind`/`apiVersion` unchanged, `data` a map of strings, no unknown fields).
+#[test]
+fn accepted_writes_store_valid_configmaps() {
+    fuzz(true);
+}
+
+fn valid_configmap(v: &Value) -> Result<(), String> {
+    let Some(m) = v.as_object() else {
+        return Err("not an object".into());
+    };
+    if v["kind"] != "ConfigMap" || v["apiVersion"] != "v1" {
+        return Err("kind/apiVersion changed".into());
+    }
+    for k in m.keys() {
+        if ![
+            "apiVersion",
+            "kind",
+            "metadata",
+            "data",
+            "binaryData",
+            "immutable",
+        ]
+        .contains(&k.as_str())
+        {
+            return Err(format!("unknown field {k:?} stored"));
+        }
+    }
+    for field in ["data", "binaryData"] {
+        match &v[field] {
+            Value::Null => {}
+            Value::Object(d) if d.values().all(Value::is_string) => {}
+            other => return Err(format!("{field} is not a map of strings: {other}")),
+        }
+    }
+    if !matches!(v["immutable"], Value::Null | Value::Bool(_)) {
+        return Err("immutable is not a boolean".into());
+    }
+    if !v["metadata"].is_object() || v["metadata"]["name"] != "keep" {
+        return Err("metadata broken".into());
+    }
+    Ok(())
+}
+
+fn fuzz(check_accepted: bool) {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -285,8 +334,9 @@ fn random_requests_get_status_errors_and_lose_no_data() {
         let srv = ApiServer::new(store, authn, Config::default())
             .await
             .expect("apiserver");
-        // Real schemas, so that strategic merge patch and apply walk the real ConfigMap type.
-        srv.set_openapi(rkube_openapi::OpenApi::new(&srv.registry()));
+        // Wait for the real schemas, so that strategic merge patch and apply walk the real
+        // ConfigMap type.
+        srv.openapi_documents().await;
         let (code, body) = call(
             &srv,
             "POST",
@@ -321,15 +371,17 @@ fn random_requests_get_status_errors_and_lose_no_data() {
                 let before = get_keep(&srv).await;
                 let (code, resp) = call(&srv, method, &path, ct, body.clone()).await;
                 let after = get_keep(&srv).await;
+                let shown = String::from_utf8_lossy(&body);
                 if code >= 400 {
                     check_status(code, &resp)?;
                     prop_assert_eq!(
                         &before,
                         &after,
-                        "rejected {} {} ({:?}, {}) changed the object: {}",
+                        "rejected {} {} ({:?}, body {:?}) -> {} changed the object: {}",
                         method,
                         path,
                         ct,
+                        shown,
                         code,
                         String::from_utf8_lossy(&resp)
                     );
@@ -338,13 +390,33 @@ fn random_requests_get_status_errors_and_lose_no_data() {
                     let v: Value = serde_json::from_slice(&resp).map_err(|e| {
                         TestCaseError::fail(format!("success body is not JSON ({e})"))
                     })?;
-                    prop_assert_eq!(&v["kind"], "ConfigMap", "{}", v);
                     if path.contains("dryRun") {
                         prop_assert_eq!(&before, &after, "dry run changed the object");
                     }
-                    // The stored object is still a readable ConfigMap named keep.
-                    prop_assert_eq!(&after["metadata"]["name"], "keep");
-                    prop_assert_eq!(&after["kind"], "ConfigMap");
+                    if check_accepted {
+                        prop_assert_eq!(&v["kind"], "ConfigMap", "{}", v);
+                        if let Err(why) = valid_configmap(&after) {
+                            return Err(TestCaseError::fail(format!(
+                                "{method} {path} ({ct:?}, body {shown:?}) -> {code} stored an \
+                                 invalid ConfigMap ({why}): {after}"
+                            )));
+                        }
+                    }
+                    // Keep the object valid for later cases.
+                    if valid_configmap(&after).is_err() {
+                        let mut fixed = valid_cm("keep");
+                        fixed["metadata"]["resourceVersion"] =
+                            after["metadata"]["resourceVersion"].clone();
+                        let (code, body) =
+                            call(&srv, "PUT", KEEP, None, serde_json::to_vec(&fixed).unwrap())
+                                .await;
+                        prop_assert_eq!(
+                            code,
+                            200,
+                            "restoring keep: {}",
+                            String::from_utf8_lossy(&body)
+                        );
+                    }
                 }
                 Ok(())
             })

@@ -6,6 +6,9 @@
 
 pub mod garbagecollector;
 pub mod namespace;
+pub mod pods;
+pub mod replicaset;
+pub mod serviceaccount;
 
 use kube::Client;
 
@@ -13,6 +16,8 @@ use kube::Client;
 pub async fn run_all(client: Client) {
     tokio::join!(
         namespace::run(client.clone()),
-        garbagecollector::run(client),
+        garbagecollector::run(client.clone()),
+        serviceaccount::run(client.clone()),
+        replicaset::run(client),
     );
 }

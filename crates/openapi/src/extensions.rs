@@ -200,6 +200,16 @@ const ATOMIC_STRUCTS: &[&str] = &[
     "c:SecretEnvSource",
 ];
 
+/// Field defaults upstream publishes in its OpenAPI (`+default=` markers) that server-side
+/// apply needs: a missing list-map key takes its default (`ports` are keyed by port *and*
+/// protocol, which is usually left out).
+#[rustfmt::skip]
+const DEFAULTS: &[(&str, &str, &str)] = &[
+    ("c:ContainerPort", "protocol", "TCP"),
+    ("c:ServicePort", "protocol", "TCP"),
+    ("c:EndpointPort", "protocol", "TCP"),
+];
+
 /// Expands a table name (`c:PodSpec`) into a definition name.
 fn expand(name: &str) -> String {
     match name.split_once(':') {
@@ -240,6 +250,15 @@ pub fn apply(defs: &mut Map<String, Value>) {
                 "x-kubernetes-list-map-keys".into(),
                 Value::Array(map_keys.iter().map(|k| Value::from(*k)).collect()),
             );
+        }
+    }
+    for &(definition, field, default) in DEFAULTS {
+        if let Some(Value::Object(prop)) = defs
+            .get_mut(&expand(definition))
+            .and_then(|d| d.get_mut("properties"))
+            .and_then(|p| p.get_mut(field))
+        {
+            prop.insert("default".into(), default.into());
         }
     }
     for name in ATOMIC_STRUCTS {

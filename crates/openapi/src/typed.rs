@@ -46,6 +46,12 @@ pub fn schemas_of(defs: &Map<String, Value>) -> Schemas {
     for (name, def) in defs {
         let schema = special(name).unwrap_or_else(|| convert(def, false));
         out.insert(name.clone(), schema);
+        let properties = def.get("properties").and_then(Value::as_object);
+        for (field, prop) in properties.into_iter().flatten() {
+            if let Some(default) = prop.get("default") {
+                out.insert_default(name, field, default.clone());
+            }
+        }
     }
     out
 }

@@ -13,7 +13,7 @@ enum Kind<'a> {
     /// A struct or a map: fields are owned separately.
     Fields { is_map: bool },
     /// A list whose items are identified by these keys.
-    Associative(&'a [String], &'a Schema),
+    Associative(Keys<'a>, &'a Schema),
     /// A set of scalars.
     Set,
     /// A scalar, an atomic list or `Any`: owned as a whole.
@@ -31,7 +31,20 @@ fn kind<'a>(schema: &'a Schema, schemas: &'a Schemas, v: &Value) -> Kind<'a> {
                 ..
             },
             Value::Array(_),
-        ) => Kind::Associative(keys, schemas.resolve(items)),
+        ) => {
+            // A key field an item leaves out takes the schema's default (`protocol: TCP`).
+            let defaults = match items.as_ref() {
+                Schema::Ref(name) => schemas.defaults_of(name),
+                _ => None,
+            };
+            Kind::Associative(
+                Keys {
+                    names: keys,
+                    defaults,
+                },
+                schemas.resolve(items),
+            )
+        }
         (
             Schema::List {
                 list_type: ListType::Set,
@@ -43,12 +56,25 @@ fn kind<'a>(schema: &'a Schema, schemas: &'a Schemas, v: &Value) -> Kind<'a> {
     }
 }
 
-/// The path element naming an associative-list item: its key fields, or its index if it
-/// has none.
-fn item_pe(item: &Value, keys: &[String], index: usize) -> PathElement {
+/// The key fields of an associative list, and the schema defaults of its item type.
+#[derive(Clone, Copy)]
+struct Keys<'a> {
+    names: &'a [String],
+    defaults: Option<&'a BTreeMap<String, Value>>,
+}
+
+/// The path element naming an associative-list item: its key fields (a missing one takes
+/// its schema default, as upstream's structured-merge-diff does), or its index if it has
+/// none.
+fn item_pe(item: &Value, keys: Keys<'_>, index: usize) -> PathElement {
     let fields: BTreeMap<String, Value> = keys
+        .names
         .iter()
-        .filter_map(|k| item.get(k).map(|v| (k.clone(), v.clone())))
+        .filter_map(|k| {
+            item.get(k)
+                .or_else(|| keys.defaults.and_then(|d| d.get(k)))
+                .map(|v| (k.clone(), v.clone()))
+        })
         .collect();
     if fields.is_empty() {
         PathElement::Index(index)
@@ -57,7 +83,7 @@ fn item_pe(item: &Value, keys: &[String], index: usize) -> PathElement {
     }
 }
 
-fn items_by_pe<'v>(list: &'v [Value], keys: &[String]) -> Vec<(PathElement, &'v Value)> {
+fn items_by_pe<'v>(list: &'v [Value], keys: Keys<'_>) -> Vec<(PathElement, &'v Value)> {
     list.iter()
         .enumerate()
         .map(|(i, v)| (item_pe(v, keys, i), v))
@@ -373,9 +399,12 @@ pub fn remove_paths(
         Kind::Associative(_, items) => Some(items),
         _ => None,
     };
-    let keys: Vec<String> = match k {
-        Kind::Associative(keys, _) => keys.to_vec(),
-        _ => Vec::new(),
+    let keys = match k {
+        Kind::Associative(keys, _) => keys,
+        _ => Keys {
+            names: &[],
+            defaults: None,
+        },
     };
     for pe in remove.members() {
         match (v as &mut Value, pe) {
@@ -389,7 +418,7 @@ pub fn remove_paths(
                 let mut i = 0;
                 a.retain(|x| {
                     i += 1;
-                    &item_pe(x, &keys, i - 1) != pe
+                    &item_pe(x, keys, i - 1) != pe
                 });
             }
             _ => {}
@@ -413,7 +442,7 @@ pub fn remove_paths(
             (Value::Array(a), _) => {
                 let items = item_schema.unwrap_or(&Schema::Any);
                 for (i, item) in a.iter_mut().enumerate() {
-                    if &item_pe(item, &keys, i) == pe {
+                    if &item_pe(item, keys, i) == pe {
                         remove_paths(item, sub, owned_sub, items, schemas);
                     }
                 }

@@ -107,7 +107,9 @@ fn module_of(api_version: &str) -> String {
         None => ("core", api_version),
     };
     match group {
-        "apiextensions.k8s.io" => format!("apiextensions_apiserver.pkg.apis.apiextensions.{version}"),
+        "apiextensions.k8s.io" => {
+            format!("apiextensions_apiserver.pkg.apis.apiextensions.{version}")
+        }
         "apiregistration.k8s.io" => format!("kube_aggregator.pkg.apis.apiregistration.{version}"),
         g => format!("api.{}.{version}", g.split('.').next().unwrap_or(g)),
     }
@@ -118,18 +120,21 @@ fn module_of(api_version: &str) -> String {
 fn message_for(api_version: &str, kind: &str) -> Option<String> {
     let t = table();
     let lower = kind.to_ascii_lowercase();
-    [module_of(api_version), "apimachinery.pkg.apis.meta.v1".to_string()]
-        .into_iter()
-        .find_map(|module| {
-            t.messages
-                .keys()
-                .find(|m| {
-                    m.strip_prefix(module.as_str())
-                        .and_then(|rest| rest.strip_prefix('.'))
-                        .is_some_and(|n| n.to_ascii_lowercase() == lower)
-                })
-                .cloned()
-        })
+    [
+        module_of(api_version),
+        "apimachinery.pkg.apis.meta.v1".to_string(),
+    ]
+    .into_iter()
+    .find_map(|module| {
+        t.messages
+            .keys()
+            .find(|m| {
+                m.strip_prefix(module.as_str())
+                    .and_then(|rest| rest.strip_prefix('.'))
+                    .is_some_and(|n| n.to_ascii_lowercase() == lower)
+            })
+            .cloned()
+    })
 }
 
 /// Whether `bytes` are a Kubernetes protobuf body.
@@ -239,7 +244,12 @@ fn is_empty_scalar(v: &Value) -> bool {
     }
 }
 
-fn single_value(r: &mut Reader<'_>, wt: WireType, kind: &Kind, depth: usize) -> Result<Value, DecodeError> {
+fn single_value(
+    r: &mut Reader<'_>,
+    wt: WireType,
+    kind: &Kind,
+    depth: usize,
+) -> Result<Value, DecodeError> {
     Ok(match (kind, wt) {
         (Kind::String, WireType::Len) => Value::String(r.string()?),
         (Kind::Bytes, WireType::Len) => Value::String(base64(r.bytes()?)),
@@ -256,13 +266,23 @@ fn single_value(r: &mut Reader<'_>, wt: WireType, kind: &Kind, depth: usize) -> 
     })
 }
 
-fn repeated_values(r: &mut Reader<'_>, wt: WireType, kind: &Kind, depth: usize) -> Result<Vec<Value>, DecodeError> {
-    let packed = wt == WireType::Len && matches!(kind, Kind::Bool | Kind::Int32 | Kind::Int64 | Kind::Double);
+fn repeated_values(
+    r: &mut Reader<'_>,
+    wt: WireType,
+    kind: &Kind,
+    depth: usize,
+) -> Result<Vec<Value>, DecodeError> {
+    let packed = wt == WireType::Len
+        && matches!(kind, Kind::Bool | Kind::Int32 | Kind::Int64 | Kind::Double);
     if !packed {
         return Ok(vec![single_value(r, wt, kind, depth)?]);
     }
     let mut inner = Reader::new(r.bytes()?);
-    let elem_wt = if matches!(kind, Kind::Double) { WireType::Fixed64 } else { WireType::Varint };
+    let elem_wt = if matches!(kind, Kind::Double) {
+        WireType::Fixed64
+    } else {
+        WireType::Varint
+    };
     let mut out = Vec::new();
     while !inner.done() {
         out.push(single_value(&mut inner, elem_wt, kind, depth)?);
@@ -270,7 +290,11 @@ fn repeated_values(r: &mut Reader<'_>, wt: WireType, kind: &Kind, depth: usize) 
     Ok(out)
 }
 
-fn map_entry(bytes: &[u8], value_kind: &Kind, depth: usize) -> Result<(String, Value), DecodeError> {
+fn map_entry(
+    bytes: &[u8],
+    value_kind: &Kind,
+    depth: usize,
+) -> Result<(String, Value), DecodeError> {
     let mut r = Reader::new(bytes);
     let mut key = String::new();
     let mut value = match value_kind {
@@ -314,7 +338,11 @@ fn special(bytes: &[u8], message: &str) -> Result<Option<Value>, DecodeError> {
             let nanos = f.get(&2).and_then(Value::as_i64).unwrap_or(0);
             Some(rfc3339(secs, nanos, name == "MicroTime"))
         }
-        ("apimachinery.pkg.api.resource.", "Quantity") => Some(ints(bytes)?.remove(&1).unwrap_or(Value::String(String::new()))),
+        ("apimachinery.pkg.api.resource.", "Quantity") => Some(
+            ints(bytes)?
+                .remove(&1)
+                .unwrap_or(Value::String(String::new())),
+        ),
         ("apimachinery.pkg.util.intstr.", "IntOrString") => {
             let f = ints(bytes)?;
             let is_string = f.get(&1).and_then(Value::as_i64) == Some(1);
@@ -393,7 +421,11 @@ fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
         for i in 0..4 {
             if i <= chunk.len() {

@@ -29,7 +29,11 @@ fn int_field(tag: u64, v: u64) -> Vec<u8> {
     out
 }
 fn envelope(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
-    let type_meta = [len_field(1, api_version.as_bytes()), len_field(2, kind.as_bytes())].concat();
+    let type_meta = [
+        len_field(1, api_version.as_bytes()),
+        len_field(2, kind.as_bytes()),
+    ]
+    .concat();
     let mut out = MAGIC.to_vec();
     out.extend(len_field(1, &type_meta));
     out.extend(len_field(2, raw));
@@ -60,28 +64,54 @@ fn deployment_with_int_or_string_and_quantities() {
         len_field(1, b"nginx"),
         len_field(2, b"nginx:1.14"),
         // resources.limits{cpu: "1"}
-        len_field(8, &len_field(1, &[len_field(1, b"cpu"), len_field(2, &len_field(1, b"1"))].concat())),
+        len_field(
+            8,
+            &len_field(
+                1,
+                &[len_field(1, b"cpu"), len_field(2, &len_field(1, b"1"))].concat(),
+            ),
+        ),
     ]
     .concat();
     let pod_spec = len_field(2, &container);
     let template = len_field(2, &pod_spec);
     let strategy = [
         len_field(1, b"RollingUpdate"),
-        len_field(2, &len_field(1, &[int_field(1, 1), len_field(3, b"25%")].concat())),
+        len_field(
+            2,
+            &len_field(1, &[int_field(1, 1), len_field(3, b"25%")].concat()),
+        ),
     ]
     .concat();
-    let spec = [int_field(1, 3), len_field(3, &template), len_field(4, &strategy)].concat();
+    let spec = [
+        int_field(1, 3),
+        len_field(3, &template),
+        len_field(4, &strategy),
+    ]
+    .concat();
     let raw = [len_field(1, &len_field(1, b"web")), len_field(2, &spec)].concat();
     let obj = decode(&envelope("apps/v1", "Deployment", &raw)).unwrap();
     assert_eq!(obj["spec"]["replicas"], 3);
-    assert_eq!(obj["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.14");
-    assert_eq!(obj["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"], "1");
-    assert_eq!(obj["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], "25%");
+    assert_eq!(
+        obj["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.14"
+    );
+    assert_eq!(
+        obj["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"],
+        "1"
+    );
+    assert_eq!(
+        obj["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"],
+        "25%"
+    );
 }
 
 #[test]
 fn secret_bytes_are_base64_and_times_are_rfc3339() {
-    let data = len_field(2, &[len_field(1, b"pass"), len_field(2, b"hunter2")].concat());
+    let data = len_field(
+        2,
+        &[len_field(1, b"pass"), len_field(2, b"hunter2")].concat(),
+    );
     let ts = [int_field(1, 1_700_000_000)].concat();
     let meta = [len_field(1, b"s"), len_field(8, &ts)].concat();
     let raw = [len_field(1, &meta), data].concat();

@@ -60,7 +60,11 @@ impl<'a> Reader<'a> {
             1 => WireType::Fixed64,
             2 => WireType::Len,
             5 => WireType::Fixed32,
-            other => return Err(DecodeError(format!("unsupported protobuf wire type {other}"))),
+            other => {
+                return Err(DecodeError(format!(
+                    "unsupported protobuf wire type {other}"
+                )));
+            }
         };
         Ok(Some((k >> 3, wt)))
     }
@@ -83,7 +87,8 @@ impl<'a> Reader<'a> {
     /// A length-delimited field as UTF-8 text.
     pub fn string(&mut self) -> Result<String, DecodeError> {
         let b = self.bytes()?;
-        String::from_utf8(b.to_vec()).map_err(|_| DecodeError("invalid UTF-8 in protobuf string".into()))
+        String::from_utf8(b.to_vec())
+            .map_err(|_| DecodeError("invalid UTF-8 in protobuf string".into()))
     }
 
     /// Eight little-endian bytes.

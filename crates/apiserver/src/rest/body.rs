@@ -67,13 +67,16 @@ pub fn object(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
 /// Checks `apiVersion`/`kind` of a body against what the endpoint serves (`expected_kind`,
 /// which differs from the resource's kind for subresources such as Scale or Binding).
 pub fn check_type(ctx: &Ctx<'_>, obj: &mut Value, expected_kind: &str) -> Result<(), ApiError> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request(format!(
+            "the object provided is unrecognized (must be of type {expected_kind}): couldn't get version/kind; json parse error: expected an object"
+        )));
+    }
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
     if kind.is_empty() {
-        let shown = String::from_utf8_lossy(ctx.req.body()).into_owned();
-        return Err(ApiError::bad_request(format!(
-            "Object 'Kind' is missing in '{}'",
-            shown.trim()
-        )));
+        // As upstream decodes into the endpoint's type, a body without a kind is that kind.
+        obj["kind"] = Value::String(expected_kind.to_string());
+        return check_type(ctx, obj, expected_kind);
     }
     if kind != expected_kind {
         return Err(ApiError::bad_request(format!(
@@ -97,9 +100,19 @@ pub fn check_type(ctx: &Ctx<'_>, obj: &mut Value, expected_kind: &str) -> Result
     }
 }
 
-/// Applies `fieldValidation` to the unknown fields of `obj`: an error for `Strict`, warnings
-/// for `Warn` (the default, as kubectl's), nothing for `Ignore`.
+/// Checks the fields of `obj` against its kind's schema: values of the wrong type are always
+/// an error (the object could not be decoded upstream); unknown fields follow
+/// `fieldValidation`: an error for `Strict`, warnings for `Warn` (the default, as kubectl's),
+/// nothing for `Ignore`.
 pub fn field_validation(ctx: &Ctx<'_>, obj: &Value) -> Result<(), ApiError> {
+    if let Some(e) = ctx.srv.type_errors(&ctx.rt, obj).first() {
+        return Err(ApiError::bad_request(format!(
+            "{} in version {:?} cannot be handled as a {}: {e}",
+            ctx.rt.kind,
+            ctx.rt.api_version(),
+            ctx.rt.kind
+        )));
+    }
     let mode = ctx.query.get("fieldValidation").unwrap_or("Warn");
     if !matches!(mode, "Strict" | "Warn" | "Ignore") {
         return Err(ApiError::bad_request(format!(

@@ -5,7 +5,7 @@ use rkube_core::meta;
 use rkube_core::status::ApiError;
 use serde_json::{Value, json};
 
-use super::write::{Retry, update_object};
+use super::write::{FieldTracking, Retry, update_object};
 use super::{Ctx, body, load};
 use crate::response::{self, Response};
 
@@ -107,7 +107,7 @@ pub async fn update(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             };
         let mut new = old.clone();
         new["spec"]["replicas"] = replicas;
-        match update_object(ctx, &old, rev, new, &precondition).await {
+        match update_object(ctx, &old, rev, new, &precondition, FieldTracking::Track).await {
             Ok(stored) => return Ok(response::json(200, &scale_of(&stored))),
             Err(Retry::Conflict) if precondition.is_empty() => continue,
             Err(Retry::Conflict) => {

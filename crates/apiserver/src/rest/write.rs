@@ -38,14 +38,28 @@ pub async fn create(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     } else if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("namespace");
     }
-    let obj = create_object(ctx, obj).await?;
+    let obj = create_object(ctx, obj, FieldTracking::Track).await?;
     let mut r = render_one(ctx, &obj);
     *r.status_mut() = http::StatusCode::CREATED;
     Ok(r)
 }
 
+/// Whether a write records its changed fields in managedFields as an `Update`, or keeps the
+/// entries it carries (server-side apply computed them already).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum FieldTracking {
+    /// Record an Update entry for the request's field manager.
+    Track,
+    /// Keep `metadata.managedFields` as given.
+    Keep,
+}
+
 /// Runs the create path for `obj` and stores it; returns the stored object.
-pub async fn create_object(ctx: &Ctx<'_>, mut obj: Value) -> Result<Value, ApiError> {
+pub async fn create_object(
+    ctx: &Ctx<'_>,
+    mut obj: Value,
+    tracking: FieldTracking,
+) -> Result<Value, ApiError> {
     let dry_run = ctx.dry_run()?;
     let generate_name = meta::str_at(&obj, "generateName").to_string();
     if meta::name(&obj).is_empty() && !generate_name.is_empty() {
@@ -76,20 +90,39 @@ pub async fn create_object(ctx: &Ctx<'_>, mut obj: Value) -> Result<Value, ApiEr
         ));
     }
     admit_namespace(ctx, &obj).await?;
-    ctx.srv.track_managed_fields(
-        &ctx.rt,
-        None,
-        &mut obj,
-        &ctx.field_manager(),
-        &ctx.info.subresource,
-    );
+    if tracking == FieldTracking::Track {
+        ctx.srv.track_managed_fields(
+            &ctx.rt,
+            None,
+            &mut obj,
+            &ctx.field_manager(),
+            &ctx.info.subresource,
+        );
+    }
     let name = meta::name(&obj).to_string();
+    let key = ctx.rt.key(ctx.namespace(), &name);
+    if strat.allocates()
+        && ctx
+            .srv
+            .store
+            .get(&key)
+            .await
+            .map_err(ApiError::internal)?
+            .is_some()
+    {
+        // Checked before allocating, so that a duplicate is AlreadyExists, not a conflict
+        // with the addresses the existing object holds.
+        return Err(ApiError::already_exists(
+            &ctx.rt.group,
+            &ctx.rt.plural,
+            &name,
+        ));
+    }
     let allocation = strat.allocate(&ctx.srv.allocators, &mut obj, None)?;
     if dry_run {
         allocation.release(&ctx.srv.allocators);
         return Ok(obj);
     }
-    let key = ctx.rt.key(ctx.namespace(), &name);
     let bytes = codec::encode(&obj);
     match ctx.srv.store.create(&key, bytes.clone()).await {
         Ok(rev) => {
@@ -189,7 +222,16 @@ pub async fn update(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let precondition = meta::resource_version(&obj).to_string();
     for _ in 0..CONFLICT_RETRIES {
         let (old, rev) = load(ctx).await?;
-        match update_object(ctx, &old, rev, obj.clone(), &precondition).await {
+        match update_object(
+            ctx,
+            &old,
+            rev,
+            obj.clone(),
+            &precondition,
+            FieldTracking::Track,
+        )
+        .await
+        {
             Err(Retry::Conflict) if precondition.is_empty() => continue,
             Err(Retry::Conflict) => {
                 return Err(ApiError::stale(&ctx.rt.group, &ctx.rt.plural, ctx.name()));
@@ -224,6 +266,7 @@ pub async fn update_object(
     rev: i64,
     mut new: Value,
     precondition: &str,
+    tracking: FieldTracking,
 ) -> Result<Value, Retry> {
     if !precondition.is_empty() && precondition != rev.to_string() {
         return Err(Retry::Conflict);
@@ -295,13 +338,15 @@ pub async fn update_object(
     if unchanged(&new, old) {
         return Ok(old.clone());
     }
-    ctx.srv.track_managed_fields(
-        &ctx.rt,
-        Some(old),
-        &mut new,
-        &ctx.field_manager(),
-        &ctx.info.subresource,
-    );
+    if tracking == FieldTracking::Track {
+        ctx.srv.track_managed_fields(
+            &ctx.rt,
+            Some(old),
+            &mut new,
+            &ctx.field_manager(),
+            &ctx.info.subresource,
+        );
+    }
     let allocation: Allocation = strat.allocate(&ctx.srv.allocators, &mut new, Some(old))?;
     if dry_run {
         allocation.release(&ctx.srv.allocators);
@@ -441,12 +486,17 @@ pub async fn patch(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             }
             meta::set_str(&mut obj, "name", ctx.name());
             let obj = ctx.srv.apply_to_new(&ctx.rt, obj, &ctx.field_manager())?;
-            let created = create_object(ctx, obj).await?;
+            let created = create_object(ctx, obj, FieldTracking::Keep).await?;
             let mut r = render_one(ctx, &created);
             *r.status_mut() = http::StatusCode::CREATED;
             return Ok(r);
         };
-        let new = if is_apply {
+        let tracking = if is_apply {
+            FieldTracking::Keep
+        } else {
+            FieldTracking::Track
+        };
+        let mut new = if is_apply {
             let mut applied = patch.clone();
             body::check_type(ctx, &mut applied, &ctx.rt.kind)?;
             body::field_validation(ctx, &applied)?;
@@ -458,10 +508,13 @@ pub async fn patch(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
                 ctx.query.flag("force"),
             )?
         } else {
-            let new = ctx.srv.patch(&ctx.rt, &ct, &old, &patch)?;
-            body::field_validation(ctx, &new)?;
-            new
+            ctx.srv.patch(&ctx.rt, &ct, &old, &patch)?
         };
+        // A patch must leave an object of the same kind with well-typed fields.
+        body::check_type(ctx, &mut new, &ctx.rt.kind)?;
+        if !is_apply {
+            body::field_validation(ctx, &new)?;
+        }
         let precondition = patch
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
@@ -474,7 +527,7 @@ pub async fn patch(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
                 ctx.name()
             )));
         }
-        match update_object(ctx, &old, rev, new, &precondition).await {
+        match update_object(ctx, &old, rev, new, &precondition, tracking).await {
             Ok(stored) => return Ok(render_one(ctx, &stored)),
             Err(Retry::Conflict) if precondition.is_empty() => continue,
             Err(Retry::Conflict) => {

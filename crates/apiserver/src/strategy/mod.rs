@@ -69,6 +69,11 @@ pub trait Strategy: Send + Sync {
         Ok(Allocation::default())
     }
 
+    /// Whether [`Strategy::allocate`] takes from cluster-wide pools.
+    fn allocates(&self) -> bool {
+        false
+    }
+
     /// Returns what a deleted object held to the pools.
     fn release(&self, _alloc: &ServiceAllocators, _obj: &Value) {}
 

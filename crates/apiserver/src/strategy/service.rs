@@ -252,6 +252,10 @@ impl Strategy for Service {
         Ok(held)
     }
 
+    fn allocates(&self) -> bool {
+        true
+    }
+
     fn release(&self, alloc: &ServiceAllocators, obj: &Value) {
         alloc.release(obj);
     }

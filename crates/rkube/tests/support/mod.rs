@@ -229,3 +229,105 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// Output of one kubectl run, as text.
+pub struct Run {
+    /// Exit code (-1 if killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Server {
+    /// Runs kubectl (optionally with stdin) and returns exit code, stdout and stderr.
+    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Run {
+        let out = match stdin {
+            Some(input) => self.kubectl_stdin(args, input),
+            None => self.kubectl(args),
+        };
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `kubectl <args> -f -` with `stdin`, expecting success; returns stdout.
+    pub fn ok_stdin(&self, args: &[&str], stdin: &str) -> String {
+        let r = self.run(args, Some(stdin));
+        assert_eq!(
+            r.code,
+            0,
+            "kubectl {} failed:\nstdout: {}\nstderr: {}",
+            args.join(" "),
+            r.stdout,
+            r.stderr
+        );
+        r.stdout
+    }
+
+    /// `kubectl <args>` with `stdin`, expecting failure; returns stderr.
+    pub fn fails_stdin(&self, args: &[&str], stdin: &str) -> String {
+        let r = self.run(args, Some(stdin));
+        assert_ne!(
+            r.code,
+            0,
+            "kubectl {} unexpectedly succeeded: {}",
+            args.join(" "),
+            r.stdout
+        );
+        r.stderr
+    }
+
+    /// Writes `contents` to `name` inside the server's temporary dir; returns the path.
+    pub fn write_file(&self, name: &str, contents: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, contents).unwrap();
+        p
+    }
+
+    /// `kubectl get <what> -o jsonpath=<template>`.
+    pub fn jsonpath(&self, what: &[&str], template: &str) -> String {
+        let tpl = format!("jsonpath={template}");
+        let mut args: Vec<&str> = vec!["get"];
+        args.extend_from_slice(what);
+        args.extend_from_slice(&["-o", &tpl]);
+        self.ok(&args)
+    }
+}
+
+/// The first whitespace-separated column of each line after the header.
+pub fn names(table: &str) -> Vec<String> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The seeds' nginx Deployment (3 replicas of nginx:1.14.2, label app=nginx).
+pub const NGINX_DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: nginx-deployment
+  labels:
+    app: nginx
+spec:
+  replicas: 3
+  selector:
+    matchLabels:
+      app: nginx
+  template:
+    metadata:
+      labels:
+        app: nginx
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.14.2
+        ports:
+        - containerPort: 80
+";
