@@ -4,6 +4,8 @@
 //! `Controller`: it reads and writes only through the API (a `kube::Client`), so it runs the
 //! same inside `rkube server` (over the in-process service) and as a separate process.
 
+pub mod deployment;
+pub mod events;
 pub mod garbagecollector;
 pub mod namespace;
 pub mod pods;
@@ -18,6 +20,7 @@ pub async fn run_all(client: Client) {
         namespace::run(client.clone()),
         garbagecollector::run(client.clone()),
         serviceaccount::run(client.clone()),
-        replicaset::run(client),
+        replicaset::run(client.clone()),
+        deployment::run(client),
     );
 }

@@ -92,7 +92,13 @@ async fn delete_one(
 ) -> Result<Deleted, StoreError> {
     let dry_run = ctx.dry_run().unwrap_or(false);
     if meta::is_terminating(&obj) {
-        return Ok(Deleted { obj, gone: false });
+        // Already being deleted: only a zero grace period (the kubelet confirming that the
+        // pod's containers are gone, or `--force`) finishes the job, unless finalizers wait.
+        let now_please = opts.get("gracePeriodSeconds").and_then(Value::as_i64) == Some(0);
+        if !now_please || !meta::finalizers(&obj).is_empty() {
+            return Ok(Deleted { obj, gone: false });
+        }
+        return remove(ctx, key, obj, rev, dry_run).await;
     }
     let policy = opts
         .get("propagationPolicy")
@@ -146,13 +152,23 @@ async fn delete_one(
             gone: false,
         });
     }
-    if dry_run {
-        return Ok(Deleted { obj, gone: true });
+    remove(ctx, key, obj, rev, dry_run).await
+}
+
+/// Removes the object from the store now, giving back what it held.
+async fn remove(
+    ctx: &Ctx<'_>,
+    key: &str,
+    obj: Value,
+    rev: i64,
+    dry_run: bool,
+) -> Result<Deleted, StoreError> {
+    if !dry_run {
+        ctx.srv.store.delete(key, Some(rev)).await?;
+        let strat = strategy::for_resource(&ctx.rt);
+        strat.release(&ctx.srv.allocators, &obj);
+        strat.stored(ctx.srv, Some(&obj), None, Some(&obj));
     }
-    ctx.srv.store.delete(key, Some(rev)).await?;
-    let strat = strategy::for_resource(&ctx.rt);
-    strat.release(&ctx.srv.allocators, &obj);
-    strat.stored(ctx.srv, Some(&obj), None, Some(&obj));
     Ok(Deleted { obj, gone: true })
 }
 
