@@ -87,6 +87,8 @@ pub struct Schemas {
     defs: HashMap<String, Schema>,
     /// Field defaults by definition, e.g. `ServicePort.protocol` = `"TCP"`.
     defaults: HashMap<String, BTreeMap<String, serde_json::Value>>,
+    /// Required fields by definition (the schema's `required` list).
+    required: HashMap<String, Vec<String>>,
 }
 
 impl Schemas {
@@ -111,6 +113,16 @@ impl Schemas {
             .entry(name.into())
             .or_default()
             .insert(field.into(), value);
+    }
+
+    /// Records the required fields of definition `name`.
+    pub fn insert_required(&mut self, name: impl Into<String>, fields: Vec<String>) {
+        self.required.insert(name.into(), fields);
+    }
+
+    /// The required fields of definition `name`.
+    pub fn required_of(&self, name: &str) -> &[String] {
+        self.required.get(name).map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// The field defaults of definition `name`.

@@ -66,6 +66,116 @@ fn walk(
     }
 }
 
+/// Paths of required fields missing from `value` (upstream's `Required value` errors),
+/// following the `required` lists of the named definitions the schema refers to. The
+/// top-level `apiVersion`, `kind`, `metadata` and `status` are the server's business and
+/// are not checked.
+pub fn missing_required(value: &Value, schema: &Schema, schemas: &Schemas) -> Vec<String> {
+    let mut out = Vec::new();
+    required_walk(value, schema, schemas, &mut String::new(), &mut out);
+    out
+}
+
+fn required_walk(
+    value: &Value,
+    schema: &Schema,
+    schemas: &Schemas,
+    path: &mut String,
+    out: &mut Vec<String>,
+) {
+    let mut schema = schema;
+    let mut required: &[String] = &[];
+    // Bounded like `Schemas::resolve`; the last named definition's `required` applies.
+    for _ in 0..32 {
+        match schema {
+            Schema::Ref(name) => {
+                required = schemas.required_of(name);
+                schema = match schemas.get(name) {
+                    Some(s) => s,
+                    None => return,
+                };
+            }
+            _ => break,
+        }
+    }
+    let join = |path: &String, k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else if k.starts_with('[') {
+            format!("{path}{k}")
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match (schema, value) {
+        (Schema::Object { fields, .. }, Value::Object(obj)) => {
+            for r in required {
+                let top_level_meta = path.is_empty()
+                    && matches!(r.as_str(), "apiVersion" | "kind" | "metadata" | "status");
+                if !top_level_meta && obj.get(r).is_none_or(Value::is_null) {
+                    out.push(join(path, r));
+                }
+            }
+            for (k, v) in obj {
+                if path.is_empty() && k == "status" {
+                    continue;
+                }
+                if let Some(s) = fields.get(k) {
+                    let mut child = join(path, k);
+                    required_walk(v, s, schemas, &mut child, out);
+                }
+            }
+        }
+        (Schema::Map { values }, Value::Object(obj)) => {
+            for (k, v) in obj {
+                let mut child = join(path, k);
+                required_walk(v, values, schemas, &mut child, out);
+            }
+        }
+        (Schema::List { items, .. }, Value::Array(list)) => {
+            for (i, v) in list.iter().enumerate() {
+                let mut child = join(path, &format!("[{i}]"));
+                required_walk(v, items, schemas, &mut child, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Removes the fields `schema` does not declare (what upstream's decoding into typed objects,
+/// or pruning of structural CRD schemas, does to them). Same rules as [`unknown_fields`].
+pub fn prune_unknown(value: &mut Value, schema: &Schema, schemas: &Schemas) {
+    match (schemas.resolve(schema), value) {
+        (
+            Schema::Object {
+                fields,
+                preserve_unknown,
+            },
+            Value::Object(obj),
+        ) => {
+            if !*preserve_unknown {
+                obj.retain(|k, _| fields.contains_key(k));
+            }
+            for (k, v) in obj.iter_mut() {
+                if let Some(s) = fields.get(k) {
+                    prune_unknown(v, s, schemas);
+                }
+            }
+        }
+        (Schema::Map { values }, Value::Object(obj)) => {
+            for v in obj.values_mut() {
+                prune_unknown(v, values, schemas);
+            }
+        }
+        (Schema::List { items, .. }, Value::Array(list)) => {
+            for v in list.iter_mut() {
+                prune_unknown(v, items, schemas);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// A value of the wrong JSON type for its field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypeError {
@@ -176,6 +286,51 @@ mod tests {
     use crate::schema::{ListPatch, ListType, ScalarType};
     use serde_json::json;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn missing_required_fields_are_reported() {
+        let mut schemas = Schemas::new();
+        schemas.insert(
+            "Rule",
+            obj(&[
+                (
+                    "verbs",
+                    Schema::List {
+                        items: Box::new(Schema::Scalar(ScalarType::String)),
+                        patch: ListPatch::Replace,
+                        list_type: ListType::Atomic,
+                    },
+                ),
+                ("resources", Schema::Any),
+            ]),
+        );
+        schemas.insert_required("Rule", vec!["verbs".into()]);
+        schemas.insert(
+            "Role",
+            obj(&[
+                (
+                    "rules",
+                    Schema::List {
+                        items: Box::new(Schema::Ref("Rule".into())),
+                        patch: ListPatch::Replace,
+                        list_type: ListType::Atomic,
+                    },
+                ),
+                ("kind", Schema::Scalar(ScalarType::String)),
+            ]),
+        );
+        schemas.insert_required("Role", vec!["kind".into(), "rules".into()]);
+        let role = Schema::Ref("Role".into());
+        assert_eq!(
+            missing_required(
+                &json!({"rules": [{"verbs": ["get"]}, {"resources": ["pods"]}]}),
+                &role,
+                &schemas
+            ),
+            vec!["rules[1].verbs"]
+        );
+        assert_eq!(missing_required(&json!({}), &role, &schemas), vec!["rules"]);
+    }
 
     #[test]
     fn wrong_types_are_reported() {

@@ -37,6 +37,14 @@ impl ApiServer {
         strict::unknown_fields(obj, &schema, &schemas)
     }
 
+    /// Drops the fields of `obj` its kind does not know.
+    pub fn prune_unknown(&self, rt: &ResourceType, obj: &mut Value) {
+        let (schema, schemas) = self.schema_of(rt);
+        if schema != Schema::Any {
+            strict::prune_unknown(obj, &schema, &schemas);
+        }
+    }
+
     /// Values of `obj` whose JSON type does not fit their field (always an error).
     pub fn type_errors(&self, rt: &ResourceType, obj: &Value) -> Vec<strict::TypeError> {
         let (schema, schemas) = self.schema_of(rt);
@@ -44,6 +52,19 @@ impl ApiServer {
             return Vec::new();
         }
         strict::type_errors(obj, &schema, &schemas)
+    }
+
+    /// Required fields (by the kind's schema) that `obj` lacks, as field errors.
+    pub fn missing_required(
+        &self,
+        rt: &ResourceType,
+        obj: &Value,
+    ) -> Vec<rkube_core::validation::FieldError> {
+        let (schema, schemas) = self.schema_of(rt);
+        strict::missing_required(obj, &schema, &schemas)
+            .into_iter()
+            .map(|path| rkube_core::validation::FieldError::required(&path, ""))
+            .collect()
     }
 
     /// Applies a JSON, merge or strategic merge patch to `old`.

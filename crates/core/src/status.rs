@@ -88,6 +88,14 @@ impl ApiError {
 
     /// `<Kind>.<group> "<name>" is invalid: …` (422) listing every field error.
     pub fn invalid(group: &str, kind: &str, name: &str, errors: &[FieldError]) -> Self {
+        // Identical errors are reported once, as upstream's ErrorList.ToAggregate does.
+        let mut unique: Vec<FieldError> = Vec::with_capacity(errors.len());
+        for e in errors {
+            if !unique.iter().any(|u| u.to_string() == e.to_string()) {
+                unique.push(e.clone());
+            }
+        }
+        let errors = unique.as_slice();
         let qualified_kind = if group.is_empty() {
             kind.to_string()
         } else {

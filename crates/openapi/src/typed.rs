@@ -46,6 +46,16 @@ pub fn schemas_of(defs: &Map<String, Value>) -> Schemas {
     for (name, def) in defs {
         let schema = special(name).unwrap_or_else(|| convert(def, false));
         out.insert(name.clone(), schema);
+        let required: Vec<String> = def
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str().map(String::from))
+            .collect();
+        if !required.is_empty() {
+            out.insert_required(name, required);
+        }
         let properties = def.get("properties").and_then(Value::as_object);
         for (field, prop) in properties.into_iter().flatten() {
             if let Some(default) = prop.get("default") {

@@ -370,21 +370,19 @@ fn unknown_kind() {
 
 #[test]
 fn replace_with_stale_resource_version_conflicts() {
+    // A ConfigMap, which no controller touches, so only this test changes its version.
     let s = Server::start();
-    s.apply(NGINX_DEPLOYMENT);
-    let live = s.ok(&["get", "deploy", "nginx-deployment", "-o", "yaml"]);
-    let f = s.write_file("live.yaml", &live.replace("replicas: 3", "replicas: 2"));
+    s.ok(&["create", "configmap", "settings", "--from-literal=mode=a"]);
+    let live = s.ok(&["get", "configmap", "settings", "-o", "yaml"]);
+    let f = s.write_file("live.yaml", &live.replace("mode: a", "mode: b"));
     let f = f.to_str().unwrap();
-    assert_eq!(
-        s.ok(&["replace", "-f", f]),
-        "deployment.apps/nginx-deployment replaced\n"
-    );
-    assert_eq!(replicas(&s, "nginx-deployment"), "2");
+    assert_eq!(s.ok(&["replace", "-f", f]), "configmap/settings replaced\n");
+    assert_eq!(s.ok(&["get", "cm", "settings", "-o", "jsonpath={.data.mode}"]), "b");
     let err = s.fails(&["replace", "-f", f]);
     assert_eq!(
         err,
         format!(
-            "Error from server (Conflict): error when replacing \"{f}\": Operation cannot be fulfilled on deployments.apps \"nginx-deployment\": the object has been modified; please apply your changes to the latest version and try again\n"
+            "Error from server (Conflict): error when replacing \"{f}\": Operation cannot be fulfilled on configmaps \"settings\": the object has been modified; please apply your changes to the latest version and try again\n"
         )
     );
 }

@@ -102,9 +102,9 @@ pub fn check_type(ctx: &Ctx<'_>, obj: &mut Value, expected_kind: &str) -> Result
 
 /// Checks the fields of `obj` against its kind's schema: values of the wrong type are always
 /// an error (the object could not be decoded upstream); unknown fields follow
-/// `fieldValidation`: an error for `Strict`, warnings for `Warn` (the default, as kubectl's),
-/// nothing for `Ignore`.
-pub fn field_validation(ctx: &Ctx<'_>, obj: &Value) -> Result<(), ApiError> {
+/// `fieldValidation`: an error for `Strict`, else dropped, with warnings for `Warn` (the
+/// default, as kubectl's).
+pub fn field_validation(ctx: &Ctx<'_>, obj: &mut Value) -> Result<(), ApiError> {
     if let Some(e) = ctx.srv.type_errors(&ctx.rt, obj).first() {
         return Err(ApiError::bad_request(format!(
             "{} in version {:?} cannot be handled as a {}: {e}",
@@ -119,11 +119,14 @@ pub fn field_validation(ctx: &Ctx<'_>, obj: &Value) -> Result<(), ApiError> {
             "fieldValidation must be one of \"Ignore\", \"Warn\", or \"Strict\", got {mode:?}"
         )));
     }
-    if mode == "Ignore" {
-        return Ok(());
-    }
     let unknown = ctx.srv.unknown_fields(&ctx.rt, obj);
     if unknown.is_empty() {
+        return Ok(());
+    }
+    if mode != "Strict" {
+        ctx.srv.prune_unknown(&ctx.rt, obj);
+    }
+    if mode == "Ignore" {
         return Ok(());
     }
     if mode == "Strict" {

@@ -22,7 +22,7 @@ const CONFLICT_RETRIES: usize = 8;
 /// `POST …/<plural>`.
 pub async fn create(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let mut obj = body::object(ctx)?;
-    body::field_validation(ctx, &obj)?;
+    body::field_validation(ctx, &mut obj)?;
     let url_ns = ctx.namespace().map(String::from);
     if ctx.rt.namespaced {
         let body_ns = meta::namespace(&obj).to_string();
@@ -80,6 +80,7 @@ pub async fn create_object(
         meta::metadata_mut(&mut obj).insert("generation".into(), json!(1));
     }
     let mut errs = strategy::validate_object_meta(&ctx.rt, &obj, strat.name_is_label());
+    errs.extend(ctx.srv.missing_required(&ctx.rt, &obj));
     errs.extend(strat.validate(&obj));
     if !errs.is_empty() {
         return Err(ApiError::invalid(
@@ -201,7 +202,7 @@ async fn admit_namespace(ctx: &Ctx<'_>, obj: &Value) -> Result<(), ApiError> {
 /// `PUT …/<name>[/status|/finalize]`.
 pub async fn update(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let mut obj = body::object(ctx)?;
-    body::field_validation(ctx, &obj)?;
+    body::field_validation(ctx, &mut obj)?;
     let body_name = meta::name(&obj).to_string();
     if !body_name.is_empty() && body_name != ctx.name() {
         return Err(ApiError::bad_request(format!(
@@ -325,6 +326,7 @@ pub async fn update_object(
         }
     }
     let mut errs = strategy::validate_object_meta(&ctx.rt, &new, strat.name_is_label());
+    errs.extend(ctx.srv.missing_required(&ctx.rt, &new));
     errs.extend(strat.validate_update(&new, old));
     if !errs.is_empty() {
         return Err(Retry::Fail(ApiError::invalid(
@@ -480,7 +482,7 @@ pub async fn patch(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             // Apply creates what does not exist yet.
             let mut obj = patch.clone();
             body::check_type(ctx, &mut obj, &ctx.rt.kind)?;
-            body::field_validation(ctx, &obj)?;
+            body::field_validation(ctx, &mut obj)?;
             if let Some(ns) = ctx.namespace() {
                 meta::set_str(&mut obj, "namespace", ns);
             }
@@ -499,7 +501,7 @@ pub async fn patch(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         let mut new = if is_apply {
             let mut applied = patch.clone();
             body::check_type(ctx, &mut applied, &ctx.rt.kind)?;
-            body::field_validation(ctx, &applied)?;
+            body::field_validation(ctx, &mut applied)?;
             ctx.srv.apply(
                 &ctx.rt,
                 &old,
@@ -513,7 +515,7 @@ pub async fn patch(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         // A patch must leave an object of the same kind with well-typed fields.
         body::check_type(ctx, &mut new, &ctx.rt.kind)?;
         if !is_apply {
-            body::field_validation(ctx, &new)?;
+            body::field_validation(ctx, &mut new)?;
         }
         let precondition = patch
             .pointer("/metadata/resourceVersion")

@@ -1,0 +1,229 @@
+//! An `rkube server` process on a fresh temporary data dir and a free loopback port, killed
+//! (and its data dir removed) on drop.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use http::{Method, StatusCode};
+use tokio::sync::mpsc;
+
+use crate::client::Tls;
+
+/// How long a server may take to become ready before the benchmark gives up.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Lines of the server's stderr kept for error messages.
+const TAIL_LINES: usize = 20;
+
+/// A running server.
+pub struct Server {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Child,
+    spawned: Instant,
+    ready_rx: mpsc::UnboundedReceiver<Instant>,
+    tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+/// When a server became ready, counted from the process spawn.
+#[derive(Clone, Copy, Debug)]
+pub struct Startup {
+    /// First `200` from `GET /readyz`.
+    pub readyz: Duration,
+    /// The "ready:" line on stderr (bootstrap objects created, kubeconfig written).
+    pub ready_line: Duration,
+}
+
+/// The release binary, `target/release/rkube` of this workspace (or `$RKUBE_BENCH_BIN`).
+pub fn rkube_binary() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("RKUBE_BENCH_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|t| workspace.join(t))
+        .unwrap_or_else(|| workspace.join("target"));
+    let bin = target.join("release/rkube");
+    if !bin.is_file() {
+        bail!(
+            "{} not found: build it first with `cargo build --release --bin rkube`",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// Folder for the data dirs: `$RKUBE_BENCH_DIR`, else the system temp dir.
+fn scratch_base() -> PathBuf {
+    std::env::var_os("RKUBE_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+/// A TCP port free on loopback right now.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Reads the server's stderr on a thread: keeps the last lines and reports when the "ready:"
+/// line arrives.
+fn watch_stderr(
+    stderr: ChildStderr,
+    tail: Arc<Mutex<VecDeque<String>>>,
+) -> mpsc::UnboundedReceiver<Instant> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("ready:") {
+                let _ = tx.send(Instant::now());
+            }
+            let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
+            if tail.len() == TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        }
+    });
+    rx
+}
+
+impl Server {
+    /// Spawns `rkube server` on a new data dir and free port, with `--datastore-endpoint
+    /// etcd_endpoint` when given. Returns at once; see [`Server::wait_ready`].
+    pub fn spawn(etcd_endpoint: Option<&str>) -> anyhow::Result<Server> {
+        let bin = rkube_binary()?;
+        let dir = tempfile::Builder::new()
+            .prefix("rkube-bench-")
+            .tempdir_in(scratch_base())?;
+        let port = free_port()?;
+        let mut cmd = Command::new(&bin);
+        cmd.arg("server")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--https-listen-port", &port.to_string()])
+            .args(["--bind-address", "127.0.0.1", "--disable-agent"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(ep) = etcd_endpoint {
+            cmd.args(["--datastore-endpoint", ep]);
+        }
+        let spawned = Instant::now();
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let stderr = child.stderr.take().context("no stderr pipe")?;
+        let ready_rx = watch_stderr(stderr, tail.clone());
+        Ok(Server {
+            dir,
+            port,
+            child,
+            spawned,
+            ready_rx,
+            tail,
+        })
+    }
+
+    /// The data dir.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The HTTPS port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Fails, with the end of the server's stderr, if the process has exited.
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            let tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+            let lines: Vec<&str> = tail.iter().map(String::as_str).collect();
+            bail!("rkube server exited ({status}):\n{}", lines.join("\n"));
+        }
+        Ok(())
+    }
+
+    /// One anonymous `GET /readyz`; true on `200`. Needs the CA the server writes at start.
+    async fn readyz_ok(&self) -> bool {
+        let Ok(ca) = std::fs::read(self.dir.path().join("server/tls/ca.crt")) else {
+            return false;
+        };
+        let probe = async {
+            let mut conn = Tls::anonymous(&ca, self.port)?.connect().await?;
+            let (status, _) = conn.call(Method::GET, "/readyz", None).await?;
+            anyhow::Ok(status == StatusCode::OK)
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), probe).await,
+            Ok(Ok(true))
+        )
+    }
+
+    /// Polls `/readyz` until it answers `200`, then waits for the "ready:" line; both
+    /// measured from the spawn.
+    pub async fn wait_ready(&mut self) -> anyhow::Result<Startup> {
+        let readyz = loop {
+            self.check_alive()?;
+            if self.spawned.elapsed() > START_TIMEOUT {
+                bail!("rkube server not ready after {START_TIMEOUT:?}");
+            }
+            if self.readyz_ok().await {
+                break self.spawned.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        let line_at = loop {
+            self.check_alive()?;
+            match tokio::time::timeout(Duration::from_millis(100), self.ready_rx.recv()).await {
+                Ok(Some(at)) => break at,
+                Ok(None) => {
+                    // Stderr closes as the process exits: give it a moment, to report why.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    self.check_alive()?;
+                    bail!("rkube server closed stderr before \"ready:\"")
+                }
+                Err(_) if self.spawned.elapsed() > START_TIMEOUT => {
+                    bail!("no \"ready:\" line after {START_TIMEOUT:?}")
+                }
+                Err(_) => {}
+            }
+        };
+        Ok(Startup {
+            readyz,
+            ready_line: line_at.duration_since(self.spawned),
+        })
+    }
+
+    /// TLS settings for the admin, from the kubeconfig the server wrote.
+    pub fn admin(&self) -> anyhow::Result<Tls> {
+        Tls::admin(&self.dir.path().join("kubeconfig.yaml"), self.port)
+    }
+
+    /// Resident set size of the server process (`VmRSS`), in KiB.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .context("no VmRSS in /proc/PID/status")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
