@@ -82,6 +82,7 @@ pub struct ApiServer {
     openapi: tokio::sync::watch::Sender<Option<Arc<rkube_openapi::OpenApi>>>,
     openapi_jobs: std::sync::mpsc::Sender<OpenApiJob>,
     pub(crate) printer_columns: RwLock<crd::PrinterColumns>,
+    ready: std::sync::atomic::AtomicBool,
     started: Instant,
 }
 
@@ -111,6 +112,7 @@ impl ApiServer {
             openapi: tokio::sync::watch::channel(None).0,
             openapi_jobs,
             printer_columns: RwLock::default(),
+            ready: std::sync::atomic::AtomicBool::new(false),
             started: Instant::now(),
         });
         srv.allocators.load(&srv.cache);
@@ -152,6 +154,11 @@ impl ApiServer {
     /// The authenticator, for the TLS layer.
     pub fn authenticator(&self) -> &Authenticator {
         &self.authenticator
+    }
+
+    /// Marks start-up complete: `/readyz` answers ok from now on.
+    pub fn set_ready(&self) {
+        self.ready.store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// The apiserver's settings.
@@ -233,6 +240,14 @@ impl ApiServer {
         user: &UserInfo,
     ) -> Option<Response> {
         match path {
+            "/readyz" | "/readyz/" if !self.ready.load(std::sync::atomic::Ordering::Acquire) => {
+                // Upstream's shape for a failed check, until the built-in objects exist.
+                Some(response::raw(
+                    500,
+                    "text/plain; charset=utf-8",
+                    "[-]poststarthook/rkube-bootstrap failed: not finished\nreadyz check failed\n",
+                ))
+            }
             "/healthz" | "/livez" | "/readyz" | "/healthz/" | "/livez/" | "/readyz/" => {
                 Some(response::raw(200, "text/plain; charset=utf-8", "ok"))
             }

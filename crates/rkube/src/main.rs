@@ -1,5 +1,6 @@
 //! `rkube`: the one binary. It parses flags and composes the crates; behaviour lives in them.
 
+mod agent;
 mod bootstrap;
 mod server;
 
@@ -17,6 +18,10 @@ struct Cli {
 enum Command {
     /// Run the control plane (apiserver, controllers, datastore).
     Server(server::ServerArgs),
+    /// Join a server as a node agent (today: simulated nodes only, --simulate N).
+    Agent(agent::AgentArgs),
+    /// Run the scheduler against a cluster.
+    Scheduler(agent::SchedulerArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,5 +40,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server::run(args)),
+        Command::Agent(args) => runtime.block_on(agent::run(args)),
+        Command::Scheduler(args) => runtime.block_on(agent::run_scheduler(args)),
     }
 }

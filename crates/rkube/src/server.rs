@@ -137,6 +137,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     crate::bootstrap::run(&client, &config, &service_ip)
         .await
         .context("creating the cluster's built-in objects")?;
+    srv.set_ready();
 
     let server_url = format!(
         "https://{}:{}",
@@ -149,6 +150,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(extra) = &args.write_kubeconfig {
         rkube_apiserver::pki::write(extra, &kubeconfig)?;
     }
+    tokio::spawn(rkube_scheduler::run(client.clone()));
     tokio::spawn(rkube_controllers::run_all(client));
     progress(
         start,

@@ -39,12 +39,19 @@ fn orphan_deletion_keeps_dependents_without_the_reference() {
     owner_with_dependents(&s, "owner", &["dep"]);
     s.ok(&["delete", "cm", "owner", "--cascade=orphan"]);
     assert!(
-        eventually(Duration::from_secs(10), || !names(&s).contains("configmap/owner\n")),
+        eventually(Duration::from_secs(10), || !names(&s)
+            .contains("configmap/owner\n")),
         "owner not deleted: {}",
         names(&s)
     );
     assert!(names(&s).contains("configmap/dep"));
-    let refs = s.ok(&["get", "cm", "dep", "-o", "jsonpath={.metadata.ownerReferences}"]);
+    let refs = s.ok(&[
+        "get",
+        "cm",
+        "dep",
+        "-o",
+        "jsonpath={.metadata.ownerReferences}",
+    ]);
     assert_eq!(refs.trim(), "");
 }
 

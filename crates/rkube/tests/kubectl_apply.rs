@@ -377,7 +377,10 @@ fn replace_with_stale_resource_version_conflicts() {
     let f = s.write_file("live.yaml", &live.replace("mode: a", "mode: b"));
     let f = f.to_str().unwrap();
     assert_eq!(s.ok(&["replace", "-f", f]), "configmap/settings replaced\n");
-    assert_eq!(s.ok(&["get", "cm", "settings", "-o", "jsonpath={.data.mode}"]), "b");
+    assert_eq!(
+        s.ok(&["get", "cm", "settings", "-o", "jsonpath={.data.mode}"]),
+        "b"
+    );
     let err = s.fails(&["replace", "-f", f]);
     assert_eq!(
         err,

@@ -231,7 +231,10 @@ type: Warning
         ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
     );
     // The scheduler may add FailedScheduling events of its own (there are no nodes).
-    assert!(all.contains("hello from the test") && all.contains("not this one"), "{all}");
+    assert!(
+        all.contains("hello from the test") && all.contains("not this one"),
+        "{all}"
+    );
     let filtered = s.ok(&[
         "get",
         "events",

@@ -1,0 +1,123 @@
+//! `rkube agent` (today: simulated nodes only) and `rkube scheduler`: components that join a
+//! cluster as API clients over HTTPS, building their `kube::Client` from flags.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
+use rkube_kubelet::simulated::{self, NodeCapacity};
+
+/// Flags of `rkube agent`, named as k3s names them.
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// The server to join, e.g. `https://10.0.0.1:6443`.
+    #[arg(long, env = "RKUBE_URL")]
+    pub server: String,
+    /// The join token (`<data-dir>/node-token` on the server, or just its secret part).
+    #[arg(long, env = "RKUBE_TOKEN")]
+    pub token: String,
+    /// Register this many simulated nodes (kwok-style) instead of a real node.
+    #[arg(long)]
+    pub simulate: Option<usize>,
+    /// Node name; with --simulate, the prefix of `PREFIX-0 … PREFIX-(N-1)`.
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// A kubeconfig whose cluster CA is trusted for --server.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Accept the server's certificate without verifying it.
+    #[arg(long)]
+    pub insecure_skip_tls_verify: bool,
+    /// CPU of each simulated node.
+    #[arg(long, default_value = "32")]
+    pub simulate_cpu: String,
+    /// Memory of each simulated node.
+    #[arg(long, default_value = "128Gi")]
+    pub simulate_memory: String,
+    /// Pods of each simulated node.
+    #[arg(long, default_value = "110")]
+    pub simulate_pods: String,
+}
+
+/// Flags of `rkube scheduler`.
+#[derive(Args, Debug)]
+pub struct SchedulerArgs {
+    /// Kubeconfig of the cluster to schedule for.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: PathBuf,
+}
+
+async fn read_kubeconfig(path: &Path) -> anyhow::Result<kube::Config> {
+    let kc = Kubeconfig::read_from(path)
+        .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+    kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("loading kubeconfig {}", path.display()))
+}
+
+/// A client for `--server` with the bearer token, trusting the CA of `--kubeconfig`.
+async fn agent_client(args: &AgentArgs) -> anyhow::Result<kube::Client> {
+    let url: http::Uri = args
+        .server
+        .parse()
+        .with_context(|| format!("--server {:?} is not a URL", args.server))?;
+    let mut config = match (&args.kubeconfig, args.insecure_skip_tls_verify) {
+        (Some(path), _) => read_kubeconfig(path).await?,
+        (None, true) => {
+            let mut c = kube::Config::new(url.clone());
+            c.accept_invalid_certs = true;
+            c
+        }
+        (None, false) => anyhow::bail!(
+            "cannot verify the server's certificate: pass --kubeconfig FILE (e.g. the server's \
+             <data-dir>/kubeconfig.yaml, for its cluster CA) or --insecure-skip-tls-verify"
+        ),
+    };
+    config.cluster_url = url;
+    config.auth_info = AuthInfo {
+        token: Some(args.token.trim().to_string().into()),
+        ..AuthInfo::default()
+    };
+    kube::Client::try_from(config).context("building the API client")
+}
+
+/// Runs `rkube agent`.
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let Some(count) = args.simulate else {
+        anyhow::bail!(
+            "real nodes are not available yet: `rkube agent` only runs simulated nodes \
+             (pass --simulate N)"
+        );
+    };
+    let prefix = args.node_name.clone().unwrap_or_else(|| "sim".into());
+    let client = agent_client(&args).await?;
+    let capacity = NodeCapacity {
+        cpu: args.simulate_cpu.clone(),
+        memory: args.simulate_memory.clone(),
+        pods: args.simulate_pods.clone(),
+    };
+    eprintln!(
+        "registering {count} simulated nodes {prefix}-0 … {prefix}-{}",
+        count.saturating_sub(1)
+    );
+    tokio::select! {
+        r = simulated::run_simulated(client, &prefix, count, capacity) => {
+            r.with_context(|| format!("running simulated nodes against {}", args.server))?;
+        }
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
+
+/// Runs `rkube scheduler`.
+pub async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
+    let config = read_kubeconfig(&args.kubeconfig).await?;
+    let client = kube::Client::try_from(config).context("building the API client")?;
+    eprintln!("scheduler running");
+    tokio::select! {
+        _ = rkube_scheduler::run(client) => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! Workload controllers end to end: the seeds' ReplicaSet and Deployment, with simulated
+//! nodes (`rkube agent --simulate`) so that pods are scheduled and become ready.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::{Server, eventually};
+
+/// Simulated nodes joined to `s`, stopped on drop.
+struct Agent(Child);
+
+impl Agent {
+    fn start(s: &Server, nodes: usize) -> Agent {
+        let token = std::fs::read_to_string(s.dir.path().join("node-token")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
+            .args(["agent", "--server", &s.url(), "--token", token.trim()])
+            .arg("--kubeconfig")
+            .arg(s.kubeconfig())
+            .args(["--simulate", &nodes.to_string(), "--node-name", "sim"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rkube agent");
+        let agent = Agent(child);
+        assert!(
+            eventually(Duration::from_secs(20), || {
+                s.ok(&["get", "nodes", "-o", "name"]).lines().count() == nodes
+            }),
+            "simulated nodes did not register"
+        );
+        agent
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const REPLICASET: &str = "apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: replicaset
+spec:
+  replicas: 4
+  selector:
+    matchLabels:
+      tier: distinctlabel
+  template:
+    metadata:
+      labels:
+        tier: distinctlabel
+    spec:
+      containers:
+      - name: yeehaw
+        image: nginx
+";
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: nginx-deployment
+  labels:
+    app: nginx
+spec:
+  replicas: 3
+  selector:
+    matchLabels:
+      app: nginx
+  template:
+    metadata:
+      labels:
+        app: nginx
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.14.2
+        ports:
+        - containerPort: 80
+";
+
+fn pod_names(s: &Server, selector: &str) -> Vec<String> {
+    s.ok(&["get", "pods", "-l", selector, "-o", "name"])
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn replicaset_keeps_four_pods_and_replaces_a_deleted_one() {
+    let s = Server::start();
+    let _agent = Agent::start(&s, 2);
+    s.apply(REPLICASET);
+    let ready = || {
+        s.ok(&[
+            "get",
+            "rs",
+            "replicaset",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ]) == "4"
+    };
+    assert!(
+        eventually(Duration::from_secs(30), ready),
+        "{}",
+        s.ok(&["get", "rs,pods"])
+    );
+    let before = pod_names(&s, "tier=distinctlabel");
+    assert_eq!(before.len(), 4);
+    s.ok(&["delete", &before[0], "--wait=false"]);
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let now = pod_names(&s, "tier=distinctlabel");
+            now.len() == 4 && !now.contains(&before[0])
+        }),
+        "{}",
+        s.ok(&["get", "pods"])
+    );
+    let table = s.ok(&["get", "replicaset"]);
+    assert!(
+        table.starts_with("NAME         DESIRED   CURRENT   READY   AGE\nreplicaset   4         4"),
+        "{table}"
+    );
+}
+
+#[test]
+fn deployment_rollout_history_and_undo() {
+    let s = Server::start();
+    let _agent = Agent::start(&s, 3);
+    assert_eq!(
+        s.apply(DEPLOYMENT),
+        "deployment.apps/nginx-deployment created\n"
+    );
+    let status = s.ok(&[
+        "rollout",
+        "status",
+        "deployment/nginx-deployment",
+        "--timeout=60s",
+    ]);
+    assert!(
+        status.ends_with("deployment \"nginx-deployment\" successfully rolled out\n"),
+        "{status}"
+    );
+    // The ReplicaSet and pods are named <deployment>-<pod-template-hash>[-<suffix>].
+    let rs = s.ok(&["get", "rs", "-l", "app=nginx", "-o", "name"]);
+    let hash = s.ok(&["get", "deploy", "nginx-deployment", "-o", "name"]);
+    assert!(hash.contains("nginx-deployment"));
+    assert!(
+        rs.trim().starts_with("replicaset.apps/nginx-deployment-"),
+        "{rs}"
+    );
+    let rs_name = rs.trim().trim_start_matches("replicaset.apps/").to_string();
+    for pod in pod_names(&s, "app=nginx") {
+        assert!(
+            pod.starts_with(&format!("pod/{rs_name}-")),
+            "{pod} not of {rs_name}"
+        );
+    }
+
+    s.ok(&["scale", "deployment/nginx-deployment", "--replicas=10"]);
+    assert!(eventually(Duration::from_secs(60), || {
+        s.ok(&[
+            "get",
+            "deploy",
+            "nginx-deployment",
+            "-o",
+            "jsonpath={.status.availableReplicas}",
+        ]) == "10"
+    }));
+
+    s.ok(&[
+        "set",
+        "image",
+        "deployment/nginx-deployment",
+        "nginx=nginx:1.16.1",
+    ]);
+    s.ok(&[
+        "rollout",
+        "status",
+        "deployment/nginx-deployment",
+        "--timeout=60s",
+    ]);
+    let history = s.ok(&["rollout", "history", "deployment/nginx-deployment"]);
+    assert_eq!(
+        history,
+        "deployment.apps/nginx-deployment \nREVISION  CHANGE-CAUSE\n1         <none>\n2         <none>\n\n"
+    );
+    let rev1 = s.ok(&[
+        "rollout",
+        "history",
+        "deployment/nginx-deployment",
+        "--revision",
+        "1",
+    ]);
+    assert!(
+        rev1.contains("with revision #1") && rev1.contains("nginx:1.14.2"),
+        "{rev1}"
+    );
+
+    // A rollback appears as a new revision.
+    s.ok(&[
+        "rollout",
+        "undo",
+        "deployment/nginx-deployment",
+        "--to-revision=1",
+    ]);
+    s.ok(&[
+        "rollout",
+        "status",
+        "deployment/nginx-deployment",
+        "--timeout=60s",
+    ]);
+    let history = s.ok(&["rollout", "history", "deployment/nginx-deployment"]);
+    assert_eq!(
+        history,
+        "deployment.apps/nginx-deployment \nREVISION  CHANGE-CAUSE\n2         <none>\n3         <none>\n\n"
+    );
+    let image = s.ok(&[
+        "get",
+        "deploy",
+        "nginx-deployment",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(image, "nginx:1.14.2");
+    let describe = s.ok(&["describe", "deployment", "nginx-deployment"]);
+    assert!(describe.contains("ScalingReplicaSet"), "{describe}");
+}
