@@ -69,29 +69,44 @@ pub struct Entry {
 
 impl Entry {
     fn new(kv: &KeyValue, rv: i64) -> Entry {
-        let parsed: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
-        let labels = rkube_core::meta::labels(&parsed)
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+        // Only metadata and a few scalars are read; everything else is skipped unparsed.
+        let p: selectable::Partial = serde_json::from_slice(&kv.value).unwrap_or_default();
+        let labels = p
+            .metadata
+            .labels
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| v.0.map(|v| (k, v)))
             .collect();
         let mut fields = vec![
-            ("metadata.name", rkube_core::meta::name(&parsed).to_string()),
+            ("metadata.name", p.metadata.name.0.unwrap_or_default()),
             (
                 "metadata.namespace",
-                rkube_core::meta::namespace(&parsed).to_string(),
+                p.metadata.namespace.0.unwrap_or_default(),
             ),
         ];
-        for path in SELECTABLE {
-            let mut cur = &parsed;
-            for part in path.split('.') {
-                cur = cur.get(part).unwrap_or(&Value::Null);
+        let groups = [
+            ("spec.", p.spec),
+            ("status.", p.status),
+            ("involvedObject.", p.involved_object),
+            ("regarding.", p.regarding),
+            ("source.", p.source),
+            ("", p.top),
+        ];
+        for (prefix, leaves) in groups {
+            for (k, v) in leaves.into_iter().flatten() {
+                let Some(v) = v.0 else { continue };
+                let path = format!("{prefix}{k}");
+                // Upstream's event field "source" is the source's component.
+                let path = if path == "source.component" {
+                    "source".to_string()
+                } else {
+                    path
+                };
+                if let Some(known) = SELECTABLE.iter().find(|s| **s == path) {
+                    fields.push((known, v));
+                }
             }
-            let s = match cur {
-                Value::String(s) => s.clone(),
-                Value::Bool(b) => b.to_string(),
-                Value::Number(n) => n.to_string(),
-                _ => continue,
-            };
-            fields.push((path, s));
         }
         Entry {
             key: kv.key.clone(),
@@ -127,6 +142,88 @@ impl Entry {
     /// The object parsed, with its resourceVersion.
     pub fn object(&self) -> Value {
         crate::codec::decode(&self.value, self.rv)
+    }
+}
+
+/// A partial view of a stored object: what label and field selectors need, read without
+/// building the rest of the object.
+mod selectable {
+    use std::collections::BTreeMap;
+    use std::fmt;
+
+    use serde::Deserialize;
+    use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    /// A JSON scalar as text; objects and arrays are skipped and read as None.
+    #[derive(Default)]
+    pub struct Scalar(pub Option<String>);
+
+    impl<'de> Deserialize<'de> for Scalar {
+        fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Scalar;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("any JSON value")
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(v.to_string())))
+                }
+                fn visit_string<E>(self, v: String) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(v)))
+                }
+                fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(v.to_string())))
+                }
+                fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(v.to_string())))
+                }
+                fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(v.to_string())))
+                }
+                fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(v.to_string())))
+                }
+                fn visit_unit<E>(self) -> Result<Scalar, E> {
+                    Ok(Scalar(None))
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Scalar, A::Error> {
+                    while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                    Ok(Scalar(None))
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Scalar, A::Error> {
+                    while s.next_element::<IgnoredAny>()?.is_some() {}
+                    Ok(Scalar(None))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    /// The scalar members of an object.
+    pub type Leaves = BTreeMap<String, Scalar>;
+
+    #[derive(Default, Deserialize)]
+    #[serde(default)]
+    pub struct Meta {
+        pub name: Scalar,
+        pub namespace: Scalar,
+        pub labels: Option<BTreeMap<String, Scalar>>,
+    }
+
+    #[derive(Default, Deserialize)]
+    #[serde(default)]
+    pub struct Partial {
+        pub metadata: Meta,
+        pub spec: Option<Leaves>,
+        pub status: Option<Leaves>,
+        #[serde(rename = "involvedObject")]
+        pub involved_object: Option<Leaves>,
+        pub regarding: Option<Leaves>,
+        pub source: Option<Leaves>,
+        /// Top-level scalars (`type`, `reason`, `reportingComponent`…).
+        #[serde(flatten)]
+        pub top: Option<Leaves>,
     }
 }
 
@@ -369,5 +466,46 @@ impl WatchCache {
             .cloned()
             .collect();
         Ok((backlog, rx, inner.rev))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(json: &str) -> Entry {
+        let kv = KeyValue {
+            key: "/registry/x".into(),
+            value: Bytes::from(json.to_string()),
+            create_revision: 1,
+            mod_revision: 1,
+        };
+        Entry::new(&kv, 1)
+    }
+
+    #[test]
+    fn selectable_fields_and_labels_without_a_full_parse() {
+        let pod = entry(
+            r#"{"metadata":{"name":"web","namespace":"default","labels":{"app":"nginx"}},
+                "spec":{"nodeName":"n1","containers":[{"name":"c"}],"hostNetwork":false},
+                "status":{"phase":"Running","conditions":[]}}"#,
+        );
+        assert_eq!(pod.label("app"), Some("nginx"));
+        assert_eq!(pod.field("metadata.name"), "web");
+        assert_eq!(pod.field("spec.nodeName"), "n1");
+        assert_eq!(pod.field("spec.hostNetwork"), "false");
+        assert_eq!(pod.field("status.phase"), "Running");
+        assert_eq!(pod.field("spec.schedulerName"), "");
+        let event = entry(
+            r#"{"metadata":{"name":"e"},"involvedObject":{"name":"web","kind":"Pod"},
+                "reason":"Started","type":"Normal","source":{"component":"kubelet"}}"#,
+        );
+        assert_eq!(event.field("involvedObject.name"), "web");
+        assert_eq!(event.field("reason"), "Started");
+        assert_eq!(event.field("source"), "kubelet");
+        // Odd shapes never fail: they just select nothing.
+        let odd = entry(r#"{"metadata":[],"spec":"x","type":{"a":1}}"#);
+        assert_eq!(odd.field("metadata.name"), "");
+        assert_eq!(odd.field("type"), "");
     }
 }

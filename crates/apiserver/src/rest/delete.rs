@@ -145,10 +145,10 @@ async fn delete_one(
         if dry_run {
             return Ok(Deleted { obj, gone: false });
         }
-        let bytes = codec::encode(&obj);
-        let new_rev = ctx.srv.store.update(key, bytes.clone(), Some(rev)).await?;
+        let bytes = codec::encode(&mut obj);
+        let new_rev = ctx.srv.store.update(key, bytes, Some(rev)).await?;
         return Ok(Deleted {
-            obj: codec::decode(&bytes, new_rev),
+            obj: codec::stored(obj, new_rev),
             gone: false,
         });
     }

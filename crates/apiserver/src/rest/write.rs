@@ -124,10 +124,10 @@ pub async fn create_object(
         allocation.release(&ctx.srv.allocators);
         return Ok(obj);
     }
-    let bytes = codec::encode(&obj);
-    match ctx.srv.store.create(&key, bytes.clone()).await {
+    let bytes = codec::encode(&mut obj);
+    match ctx.srv.store.create(&key, bytes).await {
         Ok(rev) => {
-            let stored = codec::decode(&bytes, rev);
+            let stored = codec::stored(obj, rev);
             strat.stored(ctx.srv, None, Some(&stored), None);
             Ok(stored)
         }
@@ -371,11 +371,11 @@ pub async fn update_object(
             Err(e) => Err(Retry::Fail(ApiError::internal(e))),
         };
     }
-    let bytes = codec::encode(&new);
-    match ctx.srv.store.update(&key, bytes.clone(), Some(rev)).await {
+    let bytes = codec::encode(&mut new);
+    match ctx.srv.store.update(&key, bytes, Some(rev)).await {
         Ok(new_rev) => {
             release_dropped(ctx, old, &new);
-            let stored = codec::decode(&bytes, new_rev);
+            let stored = codec::stored(new, new_rev);
             strat.stored(ctx.srv, Some(old), Some(&stored), None);
             Ok(stored)
         }
@@ -589,7 +589,7 @@ pub async fn bind(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             list.retain(|c| c.get("type") != Some(&json!("PodScheduled")));
             list.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now_rfc3339()}));
         }
-        let bytes = codec::encode(&pod);
+        let bytes = codec::encode(&mut pod);
         match ctx.srv.store.update(&ctx.key(), bytes, Some(rev)).await {
             Ok(_) => {
                 return Ok(response::json(
