@@ -5,9 +5,11 @@
 mod crd;
 mod defaults;
 mod namespace;
+mod networking;
 mod pod;
 mod secret;
 mod service;
+mod storage;
 mod workload;
 
 pub use workload::job_selector;
@@ -114,6 +116,12 @@ pub fn for_resource(rt: &ResourceType) -> &'static dyn Strategy {
         ("batch", "Job") => &workload::Job,
         ("batch", "CronJob") => &workload::CronJob,
         ("apiextensions.k8s.io", "CustomResourceDefinition") => &crd::CustomResourceDefinition,
+        ("", "PersistentVolume") => &storage::PersistentVolume,
+        ("", "PersistentVolumeClaim") => &storage::PersistentVolumeClaim,
+        ("storage.k8s.io", "StorageClass") => &storage::StorageClass,
+        ("networking.k8s.io", "NetworkPolicy") => &networking::NetworkPolicy,
+        ("scheduling.k8s.io", "PriorityClass") => &networking::PriorityClass,
+        ("", "Endpoints") | ("discovery.k8s.io", "EndpointSlice") => &networking::Endpoints,
         _ => &Default_,
     }
 }
