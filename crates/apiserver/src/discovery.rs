@@ -22,6 +22,10 @@ fn served_subresource(r: &ResourceType, sub: &str) -> Option<(Value, &'static [&
             json!({"group": "", "version": "v1", "kind": "Binding"}),
             &["create"],
         )),
+        "eviction" => Some((
+            json!({"group": "policy", "version": "v1", "kind": "Eviction"}),
+            &["create"],
+        )),
         "finalize" => Some((own, &["update"])),
         _ => None,
     }

@@ -5,6 +5,7 @@
 //! same inside `rkube server` (over the in-process service) and as a separate process.
 
 pub mod deployment;
+pub mod disruption;
 pub mod events;
 pub mod garbagecollector;
 pub mod namespace;
@@ -21,6 +22,7 @@ pub async fn run_all(client: Client) {
         garbagecollector::run(client.clone()),
         serviceaccount::run(client.clone()),
         replicaset::run(client.clone()),
+        disruption::run(client.clone()),
         deployment::run(client),
     );
 }

@@ -14,11 +14,11 @@ use crate::response::{self, Response};
 use crate::strategy;
 
 /// Outcome of deleting one object.
-struct Deleted {
+pub(crate) struct Deleted {
     /// The object as last stored (or as it would be, on dry run).
-    obj: Value,
+    pub obj: Value,
     /// Whether it is gone (200) or only marked for deletion (202).
-    gone: bool,
+    pub gone: bool,
 }
 
 /// `DELETE …/<name>`.
@@ -32,7 +32,11 @@ pub async fn delete(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     Ok(r)
 }
 
-async fn delete_named(ctx: &Ctx<'_>, name: &str, opts: &Value) -> Result<Deleted, ApiError> {
+pub(crate) async fn delete_named(
+    ctx: &Ctx<'_>,
+    name: &str,
+    opts: &Value,
+) -> Result<Deleted, ApiError> {
     let key = ctx.rt.key(ctx.namespace(), name);
     for _ in 0..8 {
         let (obj, rev) = match ctx.srv.store.get(&key).await.map_err(ApiError::internal)? {

@@ -5,6 +5,7 @@
 
 mod body;
 mod delete;
+mod eviction;
 mod filter;
 mod read;
 mod scale;
@@ -149,6 +150,7 @@ pub async fn handle(
         ("list", "") => read::list(&ctx).await,
         ("watch", "") => read::watch(&ctx).await,
         ("create", "binding") => write::bind(&ctx).await,
+        ("create", "eviction") => eviction::evict(&ctx).await,
         ("create", "") => write::create(&ctx).await,
         ("update", _) => write::update(&ctx).await,
         ("patch", _) => write::patch(&ctx).await,

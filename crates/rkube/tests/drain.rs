@@ -1,0 +1,135 @@
+//! Cordon, uncordon and drain with PodDisruptionBudgets, on simulated nodes.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::{Server, eventually};
+
+/// Simulated nodes joined to `s`, stopped on drop.
+struct Agent(Child);
+
+impl Agent {
+    fn start(s: &Server, nodes: usize) -> Agent {
+        let token = std::fs::read_to_string(s.dir.path().join("node-token")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
+            .args(["agent", "--server", &s.url(), "--token", token.trim()])
+            .arg("--kubeconfig")
+            .arg(s.kubeconfig())
+            .args(["--simulate", &nodes.to_string(), "--node-name", "sim"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rkube agent");
+        let agent = Agent(child);
+        assert!(eventually(Duration::from_secs(20), || {
+            s.ok(&["get", "nodes", "-o", "name"]).lines().count() == nodes
+        }));
+        agent
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn running_on(s: &Server, node: &str) -> usize {
+    s.ok(&[
+        "get",
+        "pods",
+        "--field-selector",
+        &format!("spec.nodeName={node},status.phase=Running"),
+        "-o",
+        "name",
+    ])
+    .lines()
+    .count()
+}
+
+fn web_with_budget(s: &Server, min_available: &str) {
+    s.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx",
+        "--replicas=3",
+    ]);
+    s.ok(&[
+        "create",
+        "pdb",
+        "web-pdb",
+        "--selector=app=web",
+        &format!("--min-available={min_available}"),
+    ]);
+    assert!(eventually(Duration::from_secs(30), || {
+        s.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.status.availableReplicas}",
+        ]) == "3"
+    }));
+}
+
+#[test]
+fn drain_evicts_within_the_disruption_budget() {
+    let s = Server::start();
+    let _agent = Agent::start(&s, 2);
+    web_with_budget(&s, "2");
+    assert!(eventually(Duration::from_secs(20), || {
+        s.ok(&[
+            "get",
+            "pdb",
+            "web-pdb",
+            "-o",
+            "jsonpath={.status.disruptionsAllowed}",
+        ]) == "1"
+    }));
+    let out = s.ok(&["drain", "sim-0", "--ignore-daemonsets", "--timeout=60s"]);
+    assert!(
+        out.contains("node/sim-0 cordoned") && out.contains("node/sim-0 drained"),
+        "{out}"
+    );
+    assert_eq!(running_on(&s, "sim-0"), 0);
+    let nodes = s.ok(&["get", "nodes"]);
+    assert!(nodes.contains("Ready,SchedulingDisabled"), "{nodes}");
+    assert!(eventually(Duration::from_secs(30), || running_on(
+        &s, "sim-1"
+    ) == 3));
+    s.ok(&["uncordon", "sim-0"]);
+    assert!(!s.ok(&["get", "nodes"]).contains("SchedulingDisabled"));
+}
+
+#[test]
+fn drain_stops_at_a_budget_that_allows_no_disruption() {
+    let s = Server::start();
+    let _agent = Agent::start(&s, 1);
+    web_with_budget(&s, "3");
+    assert!(eventually(Duration::from_secs(20), || {
+        s.ok(&[
+            "get",
+            "pdb",
+            "web-pdb",
+            "-o",
+            "jsonpath={.status.currentHealthy}",
+        ]) == "3"
+    }));
+    let table = s.ok(&["get", "pdb"]);
+    assert!(
+        table.contains("web-pdb   3               N/A               0"),
+        "{table}"
+    );
+    let out = s.kubectl(&["drain", "sim-0", "--ignore-daemonsets", "--timeout=5s"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Cannot evict pod as it would violate the pod's disruption budget."),
+        "{err}"
+    );
+    assert_eq!(running_on(&s, "sim-0"), 3);
+}
