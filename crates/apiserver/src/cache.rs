@@ -139,6 +139,28 @@ impl Entry {
         crate::codec::with_rv(&self.value, self.rv)
     }
 
+    /// The object as `PartialObjectMetadata`: only its metadata is parsed (metadata-only
+    /// watchers, such as the garbage collector's, see every change of every kind).
+    pub fn partial_metadata(&self) -> Value {
+        #[derive(serde::Deserialize)]
+        struct MetadataOnly {
+            #[serde(default)]
+            metadata: Value,
+        }
+        let mut metadata = serde_json::from_slice::<MetadataOnly>(&self.value)
+            .map(|m| m.metadata)
+            .unwrap_or(Value::Null);
+        if !metadata.is_object() {
+            metadata = Value::Object(Default::default());
+        }
+        metadata["resourceVersion"] = Value::String(self.rv.to_string());
+        serde_json::json!({
+            "kind": "PartialObjectMetadata",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": metadata,
+        })
+    }
+
     /// The object parsed, with its resourceVersion.
     pub fn object(&self) -> Value {
         crate::codec::decode(&self.value, self.rv)
@@ -503,6 +525,11 @@ mod tests {
         assert_eq!(event.field("involvedObject.name"), "web");
         assert_eq!(event.field("reason"), "Started");
         assert_eq!(event.field("source"), "kubelet");
+        let meta = pod.partial_metadata();
+        assert_eq!(meta["kind"], "PartialObjectMetadata");
+        assert_eq!(meta["metadata"]["name"], "web");
+        assert_eq!(meta["metadata"]["resourceVersion"], "1");
+        assert!(meta.get("spec").is_none());
         // Odd shapes never fail: they just select nothing.
         let odd = entry(r#"{"metadata":[],"spec":"x","type":{"a":1}}"#);
         assert_eq!(odd.field("metadata.name"), "");

@@ -136,9 +136,11 @@ impl ApiServer {
     }
 
     /// Installs the OpenAPI documents and the schemas derived from them.
-    fn set_openapi(&self, openapi: rkube_openapi::OpenApi) {
+    fn set_openapi(&self, openapi: rkube_openapi::OpenApi) -> Arc<rkube_openapi::OpenApi> {
         *self.schemas.write().expect("schemas lock") = Arc::new(openapi.schemas().clone());
-        self.openapi.send_replace(Some(Arc::new(openapi)));
+        let published = Arc::new(openapi);
+        self.openapi.send_replace(Some(published.clone()));
+        published
     }
 
     /// The OpenAPI documents, waiting for them to be built.
@@ -316,23 +318,21 @@ fn spawn_openapi_builder(
         .name("openapi".into())
         .spawn(move || {
             let mut docs = rkube_openapi::OpenApi::new(&Registry::builtin());
-            let publish = |docs: &rkube_openapi::OpenApi| match srv.upgrade() {
-                Some(s) => {
-                    s.set_openapi(docs.clone());
-                    true
-                }
-                None => false,
-            };
             // Jobs queued during the first build are applied before the first publication.
+            // The documents are published by move and copied back only when a change comes,
+            // so one copy of them is resident between changes.
             loop {
                 while let Ok(job) = jobs.try_recv() {
                     job(&mut docs);
                 }
-                if !publish(&docs) {
-                    return;
-                }
+                let Some(s) = srv.upgrade() else { return };
+                let published = s.set_openapi(docs);
+                drop(s);
                 match jobs.recv() {
-                    Ok(job) => job(&mut docs),
+                    Ok(job) => {
+                        docs = (*published).clone();
+                        job(&mut docs);
+                    }
                     Err(_) => return,
                 }
             }

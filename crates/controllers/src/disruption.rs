@@ -139,8 +139,7 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Actio
         .flatten()
         .find(|c| c.type_ == "DisruptionAllowed" && c.status == status)
         .map(|c| c.last_transition_time.clone());
-    let transition =
-        keep_time.unwrap_or(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
+    let transition = keep_time.unwrap_or(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
     // A merge patch removes map entries only when told to with null.
     let mut disrupted_patch = serde_json::to_value(&disrupted).unwrap_or(json!({}));
     for name in previous.disrupted_pods.iter().flatten().map(|(k, _)| k) {

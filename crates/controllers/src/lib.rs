@@ -4,25 +4,43 @@
 //! `Controller`: it reads and writes only through the API (a `kube::Client`), so it runs the
 //! same inside `rkube server` (over the in-process service) and as a separate process.
 
+pub mod controllerrevision;
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod events;
 pub mod garbagecollector;
+pub mod job;
 pub mod namespace;
+pub mod nodelifecycle;
 pub mod pods;
 pub mod replicaset;
 pub mod serviceaccount;
+pub mod statefulset;
 
 use kube::Client;
 
+/// Settings of the controller manager.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Node lifecycle settings (lease grace period).
+    pub node_lifecycle: nodelifecycle::Options,
+}
+
 /// Runs every controller until the process ends.
-pub async fn run_all(client: Client) {
+pub async fn run_all(client: Client, options: Options) {
     tokio::join!(
+        nodelifecycle::run(client.clone(), options.node_lifecycle),
         namespace::run(client.clone()),
         garbagecollector::run(client.clone()),
         serviceaccount::run(client.clone()),
         replicaset::run(client.clone()),
         disruption::run(client.clone()),
-        deployment::run(client),
+        job::run(client.clone()),
+        cronjob::run(client.clone()),
+        deployment::run(client.clone()),
+        daemonset::run(client.clone()),
+        statefulset::run(client),
     );
 }

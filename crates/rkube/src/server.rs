@@ -53,6 +53,10 @@ pub struct ServerArgs {
     /// Also write the admin kubeconfig here.
     #[arg(long)]
     pub write_kubeconfig: Option<PathBuf>,
+    /// Seconds a node's lease may go unrenewed before the node is marked NotReady (Unknown)
+    /// and tainted unreachable.
+    #[arg(long, default_value_t = 40)]
+    pub node_monitor_grace_period: u64,
     /// Extra names or IPs for the serving certificate.
     #[arg(long)]
     pub tls_san: Vec<String>,
@@ -151,7 +155,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         rkube_apiserver::pki::write(extra, &kubeconfig)?;
     }
     tokio::spawn(rkube_scheduler::run(client.clone()));
-    tokio::spawn(rkube_controllers::run_all(client));
+    let controller_options = rkube_controllers::Options {
+        node_lifecycle: rkube_controllers::nodelifecycle::Options {
+            grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
+            ..Default::default()
+        },
+    };
+    tokio::spawn(rkube_controllers::run_all(client, controller_options));
     progress(
         start,
         &format!(

@@ -105,11 +105,15 @@ pub async fn handle(
     query: Query,
     req: http::Request<Bytes>,
 ) -> Response {
-    let rt = match srv
-        .registry()
+    // Only the one row is cloned: cloning the registry on every request showed in profiles.
+    let found = srv
+        .registry
+        .read()
+        .expect("registry lock")
         .lookup(&info.group, &info.version, &info.resource)
-    {
-        Some(rt) => rt.clone(),
+        .cloned();
+    let rt = match found {
+        Some(rt) => rt,
         None => {
             return error(&ApiError::new(
                 404,

@@ -120,10 +120,7 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             Ok(response::json(200, &t))
         }
         Accept::PartialMetadata => {
-            let metas: Vec<Value> = items
-                .iter()
-                .map(|e| table::partial_metadata(&e.object()))
-                .collect();
+            let metas: Vec<Value> = items.iter().map(|e| e.partial_metadata()).collect();
             let mut meta = json!({"resourceVersion": list_rv});
             if let Some(n) = &next {
                 meta["continue"] = json!(n);
@@ -335,7 +332,7 @@ impl WatchView {
                 out.extend_from_slice(&serde_json::to_vec(&t).unwrap_or_default());
             }
             Accept::PartialMetadata => {
-                let m = table::partial_metadata(&entry.object());
+                let m = entry.partial_metadata();
                 out.extend_from_slice(&serde_json::to_vec(&m).unwrap_or_default());
             }
             _ => crate::codec::write_with_rv(&mut out, &entry.value, entry.rv),

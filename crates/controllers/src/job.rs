@@ -1,0 +1,988 @@
+//! The Job controller: runs pods from a Job's template until `completions` of them have
+//! succeeded (NonIndexed), or one pod per completion index has (Indexed), keeping at most
+//! `parallelism` active; fails the Job past `backoffLimit` failed pods or
+//! `activeDeadlineSeconds`; honours `suspend`; deletes finished Jobs after
+//! `ttlSecondsAfterFinished`.
+//!
+//! Status counts come from the Job's pods, which stay until the Job itself is deleted (the
+//! garbage collector removes them with it), so a LIST per reconcile sees every finished pod.
+//! Counts never go down, so a finished pod deleted by hand is not forgotten (upstream gets
+//! the same guarantee from its tracking finalizer). The terminal conditions follow 1.31+:
+//! `SuccessCriteriaMet` / `FailureTarget` first, then `Complete` / `Failed` once no pod of the
+//! Job is still running or terminating.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use rkube_apimachinery::labels::Selector;
+use serde_json::{Value, json};
+
+use crate::events::Recorder;
+use crate::pods::{self, is_ready};
+
+/// Annotation and label carrying an Indexed Job pod's completion index.
+pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
+/// First delay before re-creating a pod after a failure; doubles per failure.
+const BACKOFF_BASE: Duration = Duration::from_secs(10);
+/// Longest delay between failures (upstream's `MaxJobBackOff`).
+const BACKOFF_MAX: Duration = Duration::from_secs(360);
+/// Pods created per reconcile at most.
+const BURST: i64 = 500;
+
+/// Errors of one reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API call failed.
+    #[error("{0}")]
+    Api(#[from] kube::Error),
+    /// The Job's selector is missing or unusable.
+    #[error("invalid selector: {0}")]
+    Selector(String),
+}
+
+/// The spec fields the controller acts on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    /// Pods running at once at most.
+    pub parallelism: i64,
+    /// Successful pods needed; None means "any one pod succeeding".
+    pub completions: Option<i64>,
+    /// Completion mode `Indexed`.
+    pub indexed: bool,
+    /// Failed pods tolerated.
+    pub backoff_limit: i64,
+    /// Seconds the Job may run from its start time.
+    pub active_deadline: Option<i64>,
+    /// Whether the Job is suspended.
+    pub suspend: bool,
+    /// Seconds a finished Job is kept.
+    pub ttl_after_finished: Option<i64>,
+}
+
+impl Spec {
+    /// Reads the spec (defaults as the apiserver sets them, should they be missing).
+    pub fn from_job(job: &Job) -> Spec {
+        let s = job.spec.as_ref();
+        Spec {
+            parallelism: s.and_then(|s| s.parallelism).unwrap_or(1).max(0) as i64,
+            completions: s.and_then(|s| s.completions).map(i64::from),
+            indexed: s.and_then(|s| s.completion_mode.as_deref()) == Some("Indexed"),
+            backoff_limit: s.and_then(|s| s.backoff_limit).unwrap_or(6) as i64,
+            active_deadline: s.and_then(|s| s.active_deadline_seconds),
+            suspend: s.and_then(|s| s.suspend).unwrap_or(false),
+            ttl_after_finished: s.and_then(|s| s.ttl_seconds_after_finished).map(i64::from),
+        }
+    }
+}
+
+/// What the Job's pods add up to.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Counts {
+    /// Pods neither finished nor terminating.
+    pub active: i64,
+    /// Active pods that are Ready.
+    pub ready: i64,
+    /// Pods being deleted that have not finished.
+    pub terminating: i64,
+    /// Pods in phase Succeeded.
+    pub succeeded: i64,
+    /// Pods in phase Failed.
+    pub failed: i64,
+    /// Indexes (Indexed mode) with a succeeded pod.
+    pub completed_indexes: BTreeSet<i64>,
+    /// Indexes (Indexed mode) with an active pod, and how many.
+    pub active_indexes: BTreeMap<i64, i64>,
+    /// When the last failed pod finished.
+    pub last_failure: Option<jiff::Timestamp>,
+}
+
+fn phase(p: &Pod) -> &str {
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending")
+}
+
+/// The completion index of an Indexed Job's pod.
+pub fn pod_index(p: &Pod) -> Option<i64> {
+    let from = |m: &Option<BTreeMap<String, String>>| {
+        m.as_ref()?.get(COMPLETION_INDEX)?.parse::<i64>().ok()
+    };
+    from(&p.metadata.annotations).or_else(|| from(&p.metadata.labels))
+}
+
+/// When a finished pod's last container terminated (its creation time if unknown).
+fn finished_at(p: &Pod) -> Option<jiff::Timestamp> {
+    let terminated = p
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
+        .map(|t| t.0)
+        .max();
+    terminated.or_else(|| p.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+/// Counts the Job's pods. Succeeded pods of an Indexed Job only count once per index in
+/// `[0, completions)`, as upstream counts them.
+pub fn count_pods(pods: &[Pod], spec: &Spec) -> Counts {
+    let mut c = Counts::default();
+    let in_range = |i: i64| spec.completions.is_some_and(|n| i >= 0 && i < n);
+    for p in pods {
+        let index = pod_index(p).filter(|i| in_range(*i));
+        match phase(p) {
+            "Succeeded" if spec.indexed => {
+                c.completed_indexes.extend(index);
+            }
+            "Succeeded" => c.succeeded += 1,
+            "Failed" => {
+                c.failed += 1;
+                c.last_failure = c.last_failure.max(finished_at(p));
+            }
+            _ if p.metadata.deletion_timestamp.is_some() => c.terminating += 1,
+            _ => {
+                c.active += 1;
+                c.ready += i64::from(is_ready(p));
+                if let Some(i) = index {
+                    *c.active_indexes.entry(i).or_default() += 1;
+                }
+            }
+        }
+    }
+    if spec.indexed {
+        c.succeeded = c.completed_indexes.len() as i64;
+    }
+    c
+}
+
+/// How the Job stands once its pods are counted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Still has work to do.
+    Running,
+    /// Enough pods succeeded.
+    Succeeded,
+    /// Failed, with the condition's reason and message.
+    Failed(&'static str, &'static str),
+}
+
+/// Decides success or failure. Failure wins, as upstream checks it first.
+pub fn outcome(
+    spec: &Spec,
+    c: &Counts,
+    start: Option<jiff::Timestamp>,
+    now: jiff::Timestamp,
+) -> Outcome {
+    if c.failed > spec.backoff_limit {
+        return Outcome::Failed(
+            "BackoffLimitExceeded",
+            "Job has reached the specified backoff limit",
+        );
+    }
+    if let (Some(deadline), Some(start)) = (spec.active_deadline, start)
+        && now.duration_since(start).as_secs() >= deadline
+    {
+        return Outcome::Failed(
+            "DeadlineExceeded",
+            "Job was active longer than specified deadline",
+        );
+    }
+    let done = match spec.completions {
+        Some(n) => c.succeeded >= n,
+        // Without completions (a work queue), one success ends the Job once the other
+        // pods have stopped by themselves; they are not killed.
+        None => c.succeeded > 0 && c.active == 0,
+    };
+    if done {
+        Outcome::Succeeded
+    } else {
+        Outcome::Running
+    }
+}
+
+/// How many pods should be active now.
+pub fn wanted_active(spec: &Spec, c: &Counts) -> i64 {
+    if spec.suspend {
+        return 0;
+    }
+    match spec.completions {
+        Some(n) => spec.parallelism.min(n - c.succeeded).max(0),
+        // A work queue with a success: create no more, but let the running pods finish.
+        None if c.succeeded > 0 => c.active,
+        None => spec.parallelism,
+    }
+}
+
+/// The lowest indexes of an Indexed Job that neither succeeded nor run, at most `n`.
+pub fn pending_indexes(spec: &Spec, c: &Counts, n: i64) -> Vec<i64> {
+    (0..spec.completions.unwrap_or(0))
+        .filter(|i| !c.completed_indexes.contains(i) && !c.active_indexes.contains_key(i))
+        .take(n.max(0) as usize)
+        .collect()
+}
+
+/// How long to wait before creating pods again after failures: 10 s doubling per failed pod
+/// up to 6 min, counted from the last failure; None when no wait is due.
+pub fn backoff_remaining(c: &Counts, now: jiff::Timestamp) -> Option<Duration> {
+    let last = c.last_failure?;
+    if c.failed == 0 {
+        return None;
+    }
+    let shift = (c.failed - 1).clamp(0, 16) as u32;
+    let delay = BACKOFF_BASE.saturating_mul(1 << shift).min(BACKOFF_MAX);
+    let elapsed = Duration::try_from(now.duration_since(last)).unwrap_or_default();
+    delay.checked_sub(elapsed).filter(|d| !d.is_zero())
+}
+
+/// Renders indexes as upstream's `completedIndexes`: ascending, runs as `a-b`, comma-joined.
+pub fn format_indexes(indexes: &BTreeSet<i64>) -> String {
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for &i in indexes {
+        match runs.last_mut() {
+            Some((_, end)) if *end + 1 == i => *end = i,
+            _ => runs.push((i, i)),
+        }
+    }
+    runs.iter()
+        .map(|(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Parses `completedIndexes`; malformed parts are skipped, never fatal.
+pub fn parse_indexes(s: &str) -> BTreeSet<i64> {
+    let mut out = BTreeSet::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        if let (Ok(a), Ok(b)) = (a.parse::<i64>(), b.parse::<i64>()) {
+            // Bounded so that a hostile "0-999999999999" cannot exhaust memory.
+            out.extend(a..=b.min(a.saturating_add(100_000)));
+        }
+    }
+    out
+}
+
+/// Sets a condition of `type_` to True with a reason and message, keeping its transition
+/// time if it already was True; returns whether it changed.
+pub fn set_condition(
+    conds: &mut Vec<Value>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: &str,
+) -> bool {
+    let fresh = json!({"type": type_, "status": status, "reason": reason, "message": message,
+                       "lastProbeTime": now, "lastTransitionTime": now});
+    match conds.iter_mut().find(|c| c["type"] == type_) {
+        Some(c) if c["status"] == status => false,
+        Some(c) => {
+            *c = fresh;
+            true
+        }
+        None => {
+            conds.push(fresh);
+            true
+        }
+    }
+}
+
+/// Whether the condition `type_` is True.
+pub fn condition_true(conds: &[Value], type_: &str) -> bool {
+    conds
+        .iter()
+        .any(|c| c["type"] == type_ && c["status"] == "True")
+}
+
+/// A pod for the Job from its template; `index` for Indexed Jobs.
+pub fn new_pod(job: &Job, index: Option<i64>) -> Value {
+    let name = job.name_any();
+    let template = job
+        .spec
+        .as_ref()
+        .and_then(|s| serde_json::to_value(&s.template).ok())
+        .unwrap_or(json!({}));
+    let mut metadata = json!({
+        "generateName": format!("{name}-"),
+        "namespace": job.namespace(),
+        "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name,
+            "uid": job.uid(), "controller": true, "blockOwnerDeletion": true}],
+    });
+    for key in ["labels", "annotations", "finalizers"] {
+        if let Some(v) = template.pointer(&format!("/metadata/{key}")) {
+            metadata[key] = v.clone();
+        }
+    }
+    let mut spec = template.get("spec").cloned().unwrap_or(json!({}));
+    if let Some(i) = index {
+        metadata["generateName"] = json!(format!("{name}-{i}-"));
+        for key in ["labels", "annotations"] {
+            if !metadata[key].is_object() {
+                metadata[key] = json!({});
+            }
+            metadata[key][COMPLETION_INDEX] = json!(i.to_string());
+        }
+        spec["hostname"] = json!(format!("{name}-{i}"));
+        add_index_env(&mut spec);
+    }
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec})
+}
+
+/// Gives every container `JOB_COMPLETION_INDEX` from the index annotation, as upstream does.
+fn add_index_env(spec: &mut Value) {
+    let var = json!({"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
+        "fieldPath": format!("metadata.annotations['{COMPLETION_INDEX}']")}}});
+    for list in ["initContainers", "containers"] {
+        let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for c in containers {
+            if !c["env"].is_array() {
+                c["env"] = json!([]);
+            }
+            if let Some(env) = c["env"].as_array_mut()
+                && !env.iter().any(|e| e["name"] == "JOB_COMPLETION_INDEX")
+            {
+                env.push(var.clone());
+            }
+        }
+    }
+}
+
+struct Ctx {
+    client: Client,
+    recorder: Recorder,
+}
+
+/// Runs the controller until the process ends.
+pub async fn run(client: Client) {
+    let jobs: Api<Job> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::all(client.clone());
+    let ctx = Arc::new(Ctx {
+        recorder: Recorder::new(client.clone(), "job-controller"),
+        client,
+    });
+    Controller::new(jobs, watcher::Config::default())
+        .owns(pods, watcher::Config::default())
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+fn error_policy(_job: Arc<Job>, err: &Error, _ctx: Arc<Ctx>) -> Action {
+    tracing::debug!("job controller: {err}");
+    Action::requeue(Duration::from_secs(2))
+}
+
+fn object_ref(job: &Job) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("batch/v1".into()),
+        kind: Some("Job".into()),
+        name: job.metadata.name.clone(),
+        namespace: job.metadata.namespace.clone(),
+        uid: job.metadata.uid.clone(),
+        resource_version: job.metadata.resource_version.clone(),
+        ..Default::default()
+    }
+}
+
+fn rfc3339(t: jiff::Timestamp) -> String {
+    t.round(jiff::Unit::Second)
+        .unwrap_or(t)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn parse_time(v: &Value) -> Option<jiff::Timestamp> {
+    v.as_str()?.parse().ok()
+}
+
+/// The Job's status as JSON (empty object when it has none).
+fn status_of(job: &Job) -> Value {
+    job.status
+        .as_ref()
+        .and_then(|s| serde_json::to_value(s).ok())
+        .unwrap_or(json!({}))
+}
+
+fn conditions_of(status: &Value) -> Vec<Value> {
+    status["conditions"].as_array().cloned().unwrap_or_default()
+}
+
+async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    if job.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let spec = Spec::from_job(&job);
+    let status = status_of(&job);
+    let conds = conditions_of(&status);
+    if condition_true(&conds, "Complete") || condition_true(&conds, "Failed") {
+        return expire_finished(&job, &spec, &status, &ctx).await;
+    }
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
+    let owned = owned_pods(&api, &job).await?;
+    let mut counts = count_pods(&owned, &spec);
+    keep_monotonic(&mut counts, &status, &spec);
+    let mut sync = Sync {
+        job: &job,
+        spec: &spec,
+        api: &api,
+        ctx: &ctx,
+        now: jiff::Timestamp::now(),
+        status: status.clone(),
+        conds,
+        requeue: None,
+    };
+    sync.run(&owned, &mut counts).await?;
+    sync.write_status(&counts).await?;
+    Ok(match sync.requeue {
+        Some(d) => Action::requeue(d),
+        None => Action::await_change(),
+    })
+}
+
+/// Never lets `succeeded`, `failed` or `completedIndexes` go below what status already says.
+fn keep_monotonic(c: &mut Counts, status: &Value, spec: &Spec) {
+    let prev = |k: &str| status[k].as_i64().unwrap_or(0);
+    c.failed = c.failed.max(prev("failed"));
+    if spec.indexed {
+        let n = spec.completions.unwrap_or(0);
+        let before = parse_indexes(status["completedIndexes"].as_str().unwrap_or(""));
+        c.completed_indexes
+            .extend(before.into_iter().filter(|i| *i < n));
+        c.succeeded = c.completed_indexes.len() as i64;
+    } else {
+        c.succeeded = c.succeeded.max(prev("succeeded"));
+    }
+}
+
+/// The pods matching the Job's selector that it controls.
+async fn owned_pods(api: &Api<Pod>, job: &Job) -> Result<Vec<Pod>, Error> {
+    let raw = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .and_then(|s| serde_json::to_value(s).ok())
+        .ok_or_else(|| Error::Selector("missing".into()))?;
+    let selector = Selector::from_label_selector(&raw).map_err(|e| Error::Selector(e.0))?;
+    if selector.is_empty() {
+        return Err(Error::Selector("empty selector".into()));
+    }
+    let uid = job.uid().unwrap_or_default();
+    let list = api
+        .list(&ListParams::default().labels(&selector.to_string()))
+        .await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|p| pods::controller_of(p) == Some(uid.as_str()))
+        .collect())
+}
+
+/// Deletes a finished Job once its `ttlSecondsAfterFinished` has passed.
+async fn expire_finished(
+    job: &Job,
+    spec: &Spec,
+    status: &Value,
+    ctx: &Ctx,
+) -> Result<Action, Error> {
+    let Some(ttl) = spec.ttl_after_finished else {
+        return Ok(Action::await_change());
+    };
+    let finished = parse_time(&status["completionTime"]).or_else(|| {
+        conditions_of(status)
+            .iter()
+            .filter(|c| c["type"] == "Complete" || c["type"] == "Failed")
+            .find_map(|c| parse_time(&c["lastTransitionTime"]))
+    });
+    let now = jiff::Timestamp::now();
+    let finished = finished.unwrap_or(now);
+    let expires = finished.saturating_add(jiff::SignedDuration::from_secs(ttl.max(0)));
+    if let Ok(expires) = expires
+        && expires > now
+    {
+        let wait = Duration::try_from(expires.duration_since(now)).unwrap_or_default();
+        return Ok(Action::requeue(wait + Duration::from_millis(100)));
+    }
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: job.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(&job.name_any(), &dp).await {
+        Ok(_) => Ok(Action::await_change()),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(Action::await_change()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One reconcile of a Job that has not finished.
+struct Sync<'a> {
+    job: &'a Job,
+    spec: &'a Spec,
+    api: &'a Api<Pod>,
+    ctx: &'a Ctx,
+    now: jiff::Timestamp,
+    status: Value,
+    conds: Vec<Value>,
+    requeue: Option<Duration>,
+}
+
+impl Sync<'_> {
+    fn now_str(&self) -> String {
+        rfc3339(self.now)
+    }
+
+    fn start_time(&self) -> Option<jiff::Timestamp> {
+        parse_time(&self.status["startTime"])
+    }
+
+    fn wake_in(&mut self, d: Duration) {
+        self.requeue = Some(self.requeue.map_or(d, |r| r.min(d)));
+    }
+
+    async fn event(&self, type_: &str, reason: &str, message: &str) {
+        self.ctx
+            .recorder
+            .record(&object_ref(self.job), type_, reason, message)
+            .await;
+    }
+
+    async fn run(&mut self, pods: &[Pod], c: &mut Counts) -> Result<(), Error> {
+        if self.spec.suspend {
+            return self.suspend(pods, c).await;
+        }
+        self.resume().await;
+        match outcome(self.spec, c, self.start_time(), self.now) {
+            Outcome::Failed(reason, message) => self.fail(pods, c, reason, message).await,
+            Outcome::Succeeded => self.succeed(pods, c).await,
+            Outcome::Running => self.keep_running(pods, c).await,
+        }
+    }
+
+    async fn suspend(&mut self, pods: &[Pod], c: &mut Counts) -> Result<(), Error> {
+        self.delete_active(pods, c).await?;
+        let now = self.now_str();
+        if set_condition(
+            &mut self.conds,
+            "Suspended",
+            "True",
+            "JobSuspended",
+            "Job suspended",
+            &now,
+        ) {
+            self.event("Normal", "Suspended", "Job suspended").await;
+        }
+        Ok(())
+    }
+
+    /// Un-suspends: the Suspended condition turns False and the deadline timer restarts.
+    async fn resume(&mut self) {
+        let now = self.now_str();
+        if condition_true(&self.conds, "Suspended") {
+            set_condition(
+                &mut self.conds,
+                "Suspended",
+                "False",
+                "JobResumed",
+                "Job resumed",
+                &now,
+            );
+            self.status["startTime"] = json!(now);
+            self.event("Normal", "Resumed", "Job resumed").await;
+        } else if self.status["startTime"].is_null() {
+            self.status["startTime"] = json!(now);
+        }
+    }
+
+    async fn fail(
+        &mut self,
+        pods: &[Pod],
+        c: &mut Counts,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), Error> {
+        self.delete_active(pods, c).await?;
+        let now = self.now_str();
+        set_condition(
+            &mut self.conds,
+            "FailureTarget",
+            "True",
+            reason,
+            message,
+            &now,
+        );
+        if c.active + c.terminating == 0
+            && set_condition(&mut self.conds, "Failed", "True", reason, message, &now)
+        {
+            self.event("Warning", reason, message).await;
+        }
+        Ok(())
+    }
+
+    async fn succeed(&mut self, pods: &[Pod], c: &mut Counts) -> Result<(), Error> {
+        self.delete_active(pods, c).await?;
+        let now = self.now_str();
+        let (reason, message) = (
+            "CompletionsReached",
+            "Reached expected number of succeeded pods",
+        );
+        set_condition(
+            &mut self.conds,
+            "SuccessCriteriaMet",
+            "True",
+            reason,
+            message,
+            &now,
+        );
+        if c.active + c.terminating == 0
+            && set_condition(&mut self.conds, "Complete", "True", reason, message, &now)
+        {
+            self.status["completionTime"] = json!(now);
+            self.event("Normal", "Completed", "Job completed").await;
+        }
+        Ok(())
+    }
+
+    async fn keep_running(&mut self, pods: &[Pod], c: &mut Counts) -> Result<(), Error> {
+        if let (Some(deadline), Some(start)) = (self.spec.active_deadline, self.start_time()) {
+            let left = deadline - self.now.duration_since(start).as_secs();
+            self.wake_in(Duration::from_secs(left.max(1) as u64));
+        }
+        let want = wanted_active(self.spec, c);
+        if c.active > want {
+            let mut surplus: Vec<&Pod> = pods.iter().filter(|p| pods::is_active(p)).collect();
+            surplus.sort_by_key(|p| pods::deletion_rank(p));
+            surplus.truncate((c.active - want) as usize);
+            return self.delete_pods(&surplus, c).await;
+        }
+        if c.active == want {
+            return Ok(());
+        }
+        if let Some(wait) = backoff_remaining(c, self.now) {
+            self.wake_in(wait);
+            return Ok(());
+        }
+        let n = (want - c.active).min(BURST);
+        let indexes: Vec<Option<i64>> = if self.spec.indexed {
+            pending_indexes(self.spec, c, n)
+                .into_iter()
+                .map(Some)
+                .collect()
+        } else {
+            vec![None; n as usize]
+        };
+        self.create_pods(&indexes, c).await
+    }
+
+    async fn create_pods(&mut self, indexes: &[Option<i64>], c: &mut Counts) -> Result<(), Error> {
+        for index in indexes {
+            let pod: Pod = serde_json::from_value(new_pod(self.job, *index))
+                .map_err(kube::Error::SerdeError)?;
+            let created = self.api.create(&PostParams::default(), &pod).await?;
+            c.active += 1;
+            let msg = format!("Created pod: {}", created.name_any());
+            self.event("Normal", "SuccessfulCreate", &msg).await;
+        }
+        Ok(())
+    }
+
+    async fn delete_active(&mut self, pods: &[Pod], c: &mut Counts) -> Result<(), Error> {
+        let active: Vec<&Pod> = pods.iter().filter(|p| pods::is_active(p)).collect();
+        self.delete_pods(&active, c).await
+    }
+
+    async fn delete_pods(&mut self, victims: &[&Pod], c: &mut Counts) -> Result<(), Error> {
+        for p in victims {
+            let name = p.name_any();
+            match self.api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+            c.active -= 1;
+            c.ready -= i64::from(is_ready(p));
+            c.terminating += 1;
+            let msg = format!("Deleted pod: {name}");
+            self.event("Normal", "SuccessfulDelete", &msg).await;
+        }
+        Ok(())
+    }
+
+    async fn write_status(&mut self, c: &Counts) -> Result<(), Error> {
+        let mut next = self.status.clone();
+        let set = |next: &mut Value, k: &str, v: i64| {
+            // Upstream leaves zero counts out (omitempty), except where it wrote them before.
+            next[k] = if v == 0 && next.get(k).is_none() {
+                Value::Null
+            } else {
+                json!(v)
+            };
+        };
+        set(&mut next, "active", c.active);
+        set(&mut next, "succeeded", c.succeeded);
+        set(&mut next, "failed", c.failed);
+        next["ready"] = json!(c.ready.max(0));
+        next["terminating"] = json!(c.terminating);
+        next["uncountedTerminatedPods"] = json!({});
+        if self.spec.indexed && !c.completed_indexes.is_empty() {
+            next["completedIndexes"] = json!(format_indexes(&c.completed_indexes));
+        }
+        next["conditions"] = if self.conds.is_empty() {
+            Value::Null
+        } else {
+            json!(self.conds)
+        };
+        let next = drop_nulls(next);
+        if next == drop_nulls(status_of(self.job)) {
+            return Ok(());
+        }
+        let api: Api<Job> = Api::namespaced(
+            self.ctx.client.clone(),
+            &self.job.namespace().unwrap_or_default(),
+        );
+        // Replacing the whole status object keeps the patch independent of what was there.
+        let mut patch = json!({"status": next});
+        patch["metadata"] = json!({"resourceVersion": self.job.resource_version()});
+        match api
+            .patch_status(
+                &self.job.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Someone changed the Job meanwhile: the watch brings us back with the new one.
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Removes null members of an object (merge-patch deletions) for comparison and sending.
+fn drop_nulls(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).collect()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(parallelism: i64, completions: Option<i64>, indexed: bool) -> Spec {
+        Spec {
+            parallelism,
+            completions,
+            indexed,
+            backoff_limit: 6,
+            active_deadline: None,
+            suspend: false,
+            ttl_after_finished: None,
+        }
+    }
+
+    fn pod(phase: &str, index: Option<i64>) -> Pod {
+        let mut v = json!({"metadata": {"name": "p"}, "status": {"phase": phase}});
+        if let Some(i) = index {
+            v["metadata"]["annotations"] = json!({COMPLETION_INDEX: i.to_string()});
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn ts(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn wanted_active_arithmetic() {
+        // (parallelism, completions, succeeded, want)
+        let cases = [
+            (2, Some(3), 0, 2),
+            (2, Some(3), 2, 1),
+            (2, Some(3), 3, 0),
+            (5, Some(3), 1, 2),
+            (0, Some(3), 0, 0),
+            (3, None, 0, 3),
+            (3, None, 1, 0),
+        ];
+        for (p, n, succeeded, want) in cases {
+            let c = Counts {
+                succeeded,
+                ..Counts::default()
+            };
+            assert_eq!(
+                wanted_active(&spec(p, n, false), &c),
+                want,
+                "{p} {n:?} {succeeded}"
+            );
+        }
+        let mut suspended = spec(2, Some(3), false);
+        suspended.suspend = true;
+        assert_eq!(wanted_active(&suspended, &Counts::default()), 0);
+    }
+
+    #[test]
+    fn counts_pods_by_phase_and_index() {
+        let s = spec(2, Some(3), false);
+        let pods = [
+            pod("Succeeded", None),
+            pod("Running", None),
+            pod("Failed", None),
+        ];
+        let c = count_pods(&pods, &s);
+        assert_eq!((c.active, c.succeeded, c.failed), (1, 1, 1));
+
+        // Indexed: one success per index in range counts once.
+        let s = spec(2, Some(3), true);
+        let pods = [
+            pod("Succeeded", Some(0)),
+            pod("Succeeded", Some(0)),
+            pod("Succeeded", Some(7)),
+            pod("Running", Some(2)),
+        ];
+        let c = count_pods(&pods, &s);
+        assert_eq!(c.succeeded, 1);
+        assert_eq!(c.active, 1);
+        assert_eq!(pending_indexes(&s, &c, 5), vec![1]);
+    }
+
+    #[test]
+    fn outcomes() {
+        let now = ts("2024-01-01T00:10:00Z");
+        let mut s = spec(1, Some(2), false);
+        s.backoff_limit = 1;
+        let counts = |succeeded, failed| Counts {
+            succeeded,
+            failed,
+            ..Counts::default()
+        };
+        assert_eq!(outcome(&s, &counts(1, 1), None, now), Outcome::Running);
+        assert_eq!(outcome(&s, &counts(2, 0), None, now), Outcome::Succeeded);
+        assert_eq!(
+            outcome(&s, &counts(0, 2), None, now),
+            Outcome::Failed(
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit"
+            )
+        );
+        s.active_deadline = Some(60);
+        let start = Some(ts("2024-01-01T00:00:00Z"));
+        assert_eq!(
+            outcome(&s, &counts(0, 0), start, now),
+            Outcome::Failed(
+                "DeadlineExceeded",
+                "Job was active longer than specified deadline"
+            )
+        );
+        // Without completions, one success is enough once the other pods stopped.
+        let s = spec(3, None, false);
+        assert_eq!(outcome(&s, &counts(1, 0), None, now), Outcome::Succeeded);
+        let running = Counts {
+            active: 2,
+            ..counts(1, 0)
+        };
+        assert_eq!(outcome(&s, &running, None, now), Outcome::Running);
+        assert_eq!(wanted_active(&s, &running), 2);
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let now = ts("2024-01-01T01:00:00Z");
+        let at = |failed, secs_ago: i64| Counts {
+            failed,
+            last_failure: Some(now - jiff::SignedDuration::from_secs(secs_ago)),
+            ..Counts::default()
+        };
+        assert_eq!(
+            backoff_remaining(&at(1, 4), now),
+            Some(Duration::from_secs(6))
+        );
+        assert_eq!(
+            backoff_remaining(&at(2, 4), now),
+            Some(Duration::from_secs(16))
+        );
+        assert_eq!(backoff_remaining(&at(1, 10), now), None);
+        assert_eq!(backoff_remaining(&at(30, 0), now), Some(BACKOFF_MAX));
+        assert_eq!(backoff_remaining(&Counts::default(), now), None);
+    }
+
+    #[test]
+    fn completed_indexes_round_trip() {
+        for (text, set) in [
+            ("", vec![]),
+            ("0", vec![0]),
+            ("0-2", vec![0, 1, 2]),
+            ("0,2-4,7", vec![0, 2, 3, 4, 7]),
+        ] {
+            let set: BTreeSet<i64> = set.into_iter().collect();
+            assert_eq!(format_indexes(&set), text);
+            assert_eq!(parse_indexes(text), set);
+        }
+        assert_eq!(parse_indexes("x,1-,3"), BTreeSet::from([3]));
+    }
+
+    #[test]
+    fn conditions_keep_transition_time() {
+        let mut conds = Vec::new();
+        assert!(set_condition(
+            &mut conds, "Complete", "True", "R", "M", "t1"
+        ));
+        assert!(!set_condition(
+            &mut conds, "Complete", "True", "R", "M", "t2"
+        ));
+        assert_eq!(conds[0]["lastTransitionTime"], "t1");
+        assert!(condition_true(&conds, "Complete"));
+        assert!(set_condition(
+            &mut conds, "Complete", "False", "R", "M", "t3"
+        ));
+        assert!(!condition_true(&conds, "Complete"));
+    }
+
+    #[test]
+    fn indexed_pod_from_template() {
+        let job: Job = serde_json::from_value(json!({
+            "metadata": {"name": "pi", "namespace": "default", "uid": "u1"},
+            "spec": {"completionMode": "Indexed", "template": {
+                "metadata": {"labels": {"job-name": "pi"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}
+        }))
+        .unwrap();
+        let pod = new_pod(&job, Some(2));
+        assert_eq!(pod["metadata"]["generateName"], "pi-2-");
+        assert_eq!(pod["metadata"]["labels"][COMPLETION_INDEX], "2");
+        assert_eq!(pod["metadata"]["labels"]["job-name"], "pi");
+        assert_eq!(pod["metadata"]["annotations"][COMPLETION_INDEX], "2");
+        assert_eq!(pod["spec"]["hostname"], "pi-2");
+        assert_eq!(
+            pod["spec"]["containers"][0]["env"][0]["name"],
+            "JOB_COMPLETION_INDEX"
+        );
+        assert_eq!(pod["metadata"]["ownerReferences"][0]["controller"], true);
+        assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "Job");
+        let plain = new_pod(&job, None);
+        assert_eq!(plain["metadata"]["generateName"], "pi-");
+        assert!(plain["spec"].get("hostname").is_none());
+    }
+}
