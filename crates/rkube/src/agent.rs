@@ -1,5 +1,5 @@
-//! `rkube agent` (today: simulated nodes only) and `rkube scheduler`: components that join a
-//! cluster as API clients over HTTPS, building their `kube::Client` from flags.
+//! `rkube agent` (today: simulated nodes only), `rkube scheduler` and `rkube controller-manager`:
+//! components that join a cluster as API clients over HTTPS, building their `kube::Client` from flags.
 
 use std::path::{Path, PathBuf};
 
@@ -38,6 +38,17 @@ pub struct AgentArgs {
     /// Pods of each simulated node.
     #[arg(long, default_value = "110")]
     pub simulate_pods: String,
+}
+
+/// Flags of `rkube controller-manager`.
+#[derive(Args, Debug)]
+pub struct ControllerManagerArgs {
+    /// Kubeconfig of the cluster to manage.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: PathBuf,
+    /// Seconds a node's lease may go unrenewed before the node is marked NotReady.
+    #[arg(long, default_value_t = 40)]
+    pub node_monitor_grace_period: u64,
 }
 
 /// Flags of `rkube scheduler`.
@@ -105,6 +116,24 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         r = simulated::run_simulated(client, &prefix, count, capacity) => {
             r.with_context(|| format!("running simulated nodes against {}", args.server))?;
         }
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
+
+/// Runs `rkube controller-manager`: every controller against the cluster of a kubeconfig.
+pub async fn run_controller_manager(args: ControllerManagerArgs) -> anyhow::Result<()> {
+    let config = read_kubeconfig(&args.kubeconfig).await?;
+    let client = kube::Client::try_from(config).context("building the API client")?;
+    let options = rkube_controllers::Options {
+        node_lifecycle: rkube_controllers::nodelifecycle::Options {
+            grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
+            ..Default::default()
+        },
+    };
+    eprintln!("controller-manager running");
+    tokio::select! {
+        _ = rkube_controllers::run_all(client, options) => {}
         _ = tokio::signal::ctrl_c() => {}
     }
     Ok(())

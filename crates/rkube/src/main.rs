@@ -27,6 +27,8 @@ enum Command {
     Agent(agent::AgentArgs),
     /// Run the scheduler against a cluster.
     Scheduler(agent::SchedulerArgs),
+    /// Run the controllers against a cluster.
+    ControllerManager(agent::ControllerManagerArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,5 +49,6 @@ fn main() -> anyhow::Result<()> {
         Command::Server(args) => runtime.block_on(server::run(args)),
         Command::Agent(args) => runtime.block_on(agent::run(args)),
         Command::Scheduler(args) => runtime.block_on(agent::run_scheduler(args)),
+        Command::ControllerManager(args) => runtime.block_on(agent::run_controller_manager(args)),
     }
 }

@@ -53,6 +53,12 @@ pub struct ServerArgs {
     /// Also write the admin kubeconfig here.
     #[arg(long)]
     pub write_kubeconfig: Option<PathBuf>,
+    /// Do not run the scheduler in this process (run `rkube scheduler` elsewhere).
+    #[arg(long)]
+    pub disable_scheduler: bool,
+    /// Do not run the controllers in this process (run `rkube controller-manager` elsewhere).
+    #[arg(long)]
+    pub disable_controller_manager: bool,
     /// Seconds a node's lease may go unrenewed before the node is marked NotReady (Unknown)
     /// and tainted unreachable.
     #[arg(long, default_value_t = 40)]
@@ -154,14 +160,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(extra) = &args.write_kubeconfig {
         rkube_apiserver::pki::write(extra, &kubeconfig)?;
     }
-    tokio::spawn(rkube_scheduler::run(client.clone()));
-    let controller_options = rkube_controllers::Options {
-        node_lifecycle: rkube_controllers::nodelifecycle::Options {
-            grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
-            ..Default::default()
-        },
-    };
-    tokio::spawn(rkube_controllers::run_all(client, controller_options));
+    if !args.disable_scheduler {
+        tokio::spawn(rkube_scheduler::run(client.clone()));
+    }
+    if !args.disable_controller_manager {
+        let controller_options = rkube_controllers::Options {
+            node_lifecycle: rkube_controllers::nodelifecycle::Options {
+                grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
+                ..Default::default()
+            },
+        };
+        tokio::spawn(rkube_controllers::run_all(client, controller_options));
+    }
     progress(
         start,
         &format!(

@@ -230,3 +230,45 @@ fn deployment_rollout_history_and_undo() {
     let describe = s.ok(&["describe", "deployment", "nginx-deployment"]);
     assert!(describe.contains("ScalingReplicaSet"), "{describe}");
 }
+
+#[test]
+fn controllers_run_apart_from_the_server() {
+    // The server runs neither scheduler nor controllers; standalone processes do, as API
+    // clients with the admin kubeconfig.
+    let s = Server::start_with(&["--disable-controller-manager", "--disable-scheduler"]);
+    let mut cm = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args(["controller-manager", "--kubeconfig"])
+        .arg(s.kubeconfig())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rkube controller-manager");
+    let mut scheduler = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args(["scheduler", "--kubeconfig"])
+        .arg(s.kubeconfig())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rkube scheduler");
+    let _agent = Agent::start(&s, 1);
+    s.apply(REPLICASET);
+    let ready = || {
+        s.ok(&[
+            "get",
+            "rs",
+            "replicaset",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ]) == "4"
+    };
+    assert!(eventually(Duration::from_secs(30), ready));
+    assert_eq!(pod_names(&s, "tier=distinctlabel").len(), 4);
+    assert!(
+        cm.try_wait().unwrap().is_none(),
+        "controller-manager exited"
+    );
+    for child in [&mut cm, &mut scheduler] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
