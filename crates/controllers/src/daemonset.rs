@@ -34,16 +34,7 @@ use crate::pods::{self, is_active, is_available, is_ready};
 /// The label recording the DaemonSet generation a pod was created from.
 pub const POD_TEMPLATE_GENERATION: &str = "pod-template-generation";
 
-/// Errors of one reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API call failed.
-    #[error("{0}")]
-    Api(#[from] kube::Error),
-    /// The selector is unusable.
-    #[error("invalid selector: {0}")]
-    Selector(String),
-}
+pub use crate::Error;
 
 struct Ctx {
     client: Client,

@@ -37,16 +37,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(360);
 /// Pods created per reconcile at most.
 const BURST: i64 = 500;
 
-/// Errors of one reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API call failed.
-    #[error("{0}")]
-    Api(#[from] kube::Error),
-    /// The Job's selector is missing or unusable.
-    #[error("invalid selector: {0}")]
-    Selector(String),
-}
+pub use crate::Error;
 
 /// The spec fields the controller acts on.
 #[derive(Debug, Clone, PartialEq)]

@@ -21,6 +21,17 @@ pub mod statefulset;
 
 use kube::Client;
 
+/// Errors of one reconcile, shared by the workload controllers.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API call failed.
+    #[error("{0}")]
+    Api(#[from] kube::Error),
+    /// The object's selector is unusable.
+    #[error("invalid selector: {0}")]
+    Selector(String),
+}
+
 /// Settings of the controller manager.
 #[derive(Debug, Clone, Default)]
 pub struct Options {

@@ -26,16 +26,7 @@ use crate::pods::{self, is_active, is_available, is_ready};
 /// Pods created or deleted per reconcile at most (upstream's `burstReplicas`).
 const BURST: usize = 500;
 
-/// Errors of one reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API call failed.
-    #[error("{0}")]
-    Api(#[from] kube::Error),
-    /// The object's selector is unusable.
-    #[error("invalid selector: {0}")]
-    Selector(String),
-}
+pub use crate::Error;
 
 /// A ReplicaSet or ReplicationController, read from JSON.
 pub struct Workload {

@@ -34,16 +34,7 @@ pub const POD_NAME: &str = "statefulset.kubernetes.io/pod-name";
 /// The label holding a StatefulSet pod's ordinal.
 pub const POD_INDEX: &str = "apps.kubernetes.io/pod-index";
 
-/// Errors of one reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API call failed.
-    #[error("{0}")]
-    Api(#[from] kube::Error),
-    /// The selector is unusable.
-    #[error("invalid selector: {0}")]
-    Selector(String),
-}
+pub use crate::Error;
 
 struct Ctx {
     client: Client,

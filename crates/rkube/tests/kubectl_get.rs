@@ -404,7 +404,8 @@ fn watch_prints_new_objects() {
     // Give the watch time to start, then create an object.
     std::thread::sleep(Duration::from_millis(700));
     s.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: watched\ndata:\n  k: v\n");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Generous: tests run in parallel on 2 cores, and kubectl itself takes a while to start.
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = String::new();
     while Instant::now() < deadline && !seen.contains("watched") {
         if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(100)) {

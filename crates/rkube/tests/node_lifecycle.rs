@@ -3,46 +3,9 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::{Server, eventually};
-
-/// Simulated nodes joined to `s`; `stop` ends their heartbeats.
-struct Agent(Option<Child>);
-
-impl Agent {
-    fn start(s: &Server, nodes: usize) -> Agent {
-        let token = std::fs::read_to_string(s.dir.path().join("node-token")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
-            .args(["agent", "--server", &s.url(), "--token", token.trim()])
-            .arg("--kubeconfig")
-            .arg(s.kubeconfig())
-            .args(["--simulate", &nodes.to_string(), "--node-name", "sim"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rkube agent");
-        let agent = Agent(Some(child));
-        assert!(eventually(Duration::from_secs(20), || {
-            s.ok(&["get", "nodes", "-o", "name"]).lines().count() == nodes
-        }));
-        agent
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use support::{Agent, Server, eventually};
 
 const POD: &str = "apiVersion: v1
 kind: Pod

@@ -3,43 +3,10 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{Server, eventually};
-
-/// Simulated nodes joined to `s`, stopped on drop.
-struct Agent(Child);
-
-impl Agent {
-    fn start(s: &Server, nodes: usize) -> Agent {
-        let token = std::fs::read_to_string(s.dir.path().join("node-token")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
-            .args(["agent", "--server", &s.url(), "--token", token.trim()])
-            .arg("--kubeconfig")
-            .arg(s.kubeconfig())
-            .args(["--simulate", &nodes.to_string(), "--node-name", "sim"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rkube agent");
-        let agent = Agent(child);
-        assert!(
-            eventually(Duration::from_secs(20), || {
-                s.ok(&["get", "nodes", "-o", "name"]).lines().count() == nodes
-            }),
-            "simulated nodes did not register"
-        );
-        agent
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{Agent, Server, eventually};
 
 const REPLICASET: &str = "apiVersion: apps/v1
 kind: ReplicaSet

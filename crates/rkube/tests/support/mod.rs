@@ -331,3 +331,44 @@ spec:
         ports:
         - containerPort: 80
 ";
+
+/// Simulated nodes `sim-0 …` (`rkube agent --simulate`) joined to a server; stopped on drop.
+pub struct Agent(Option<Child>);
+
+impl Agent {
+    /// Starts `nodes` simulated nodes and waits until they are registered.
+    pub fn start(s: &Server, nodes: usize) -> Agent {
+        let token = std::fs::read_to_string(s.dir.path().join("node-token")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
+            .args(["agent", "--server", &s.url(), "--token", token.trim()])
+            .arg("--kubeconfig")
+            .arg(s.kubeconfig())
+            .args(["--simulate", &nodes.to_string(), "--node-name", "sim"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rkube agent");
+        let agent = Agent(Some(child));
+        assert!(
+            eventually(Duration::from_secs(20), || {
+                s.ok(&["get", "nodes", "-o", "name"]).lines().count() == nodes
+            }),
+            "simulated nodes did not register"
+        );
+        agent
+    }
+
+    /// Stops the agent: its nodes stop heartbeating.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
