@@ -8,7 +8,7 @@ TOOLS="$PWD/.tools"
 mkdir -p "$TOOLS"
 
 need_apt=()
-for pkg in etcd-server protobuf-compiler busybox-static; do
+for pkg in etcd-server protobuf-compiler busybox-static unzip; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
