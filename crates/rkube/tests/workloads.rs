@@ -6,7 +6,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{Agent, Server, eventually};
+use support::{Agent, NGINX_DEPLOYMENT, Server, eventually};
 
 const REPLICASET: &str = "apiVersion: apps/v1
 kind: ReplicaSet
@@ -25,29 +25,6 @@ spec:
       containers:
       - name: yeehaw
         image: nginx
-";
-
-const DEPLOYMENT: &str = "apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: nginx-deployment
-  labels:
-    app: nginx
-spec:
-  replicas: 3
-  selector:
-    matchLabels:
-      app: nginx
-  template:
-    metadata:
-      labels:
-        app: nginx
-    spec:
-      containers:
-      - name: nginx
-        image: nginx:1.14.2
-        ports:
-        - containerPort: 80
 ";
 
 fn pod_names(s: &Server, selector: &str) -> Vec<String> {
@@ -99,7 +76,7 @@ fn deployment_rollout_history_and_undo() {
     let s = Server::start();
     let _agent = Agent::start(&s, 3);
     assert_eq!(
-        s.apply(DEPLOYMENT),
+        s.apply(NGINX_DEPLOYMENT),
         "deployment.apps/nginx-deployment created\n"
     );
     let status = s.ok(&[
