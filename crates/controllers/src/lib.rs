@@ -14,6 +14,7 @@ pub mod garbagecollector;
 pub mod job;
 pub mod namespace;
 pub mod nodelifecycle;
+pub mod podgc;
 pub mod pods;
 pub mod replicaset;
 pub mod serviceaccount;
@@ -37,12 +38,15 @@ pub enum Error {
 pub struct Options {
     /// Node lifecycle settings (lease grace period).
     pub node_lifecycle: nodelifecycle::Options,
+    /// Event TTL and pod garbage collection settings.
+    pub podgc: podgc::Options,
 }
 
 /// Runs every controller until the process ends.
 pub async fn run_all(client: Client, options: Options) {
     tokio::join!(
         nodelifecycle::run(client.clone(), options.node_lifecycle),
+        podgc::run(client.clone(), options.podgc),
         namespace::run(client.clone()),
         garbagecollector::run(client.clone()),
         serviceaccount::run(client.clone()),

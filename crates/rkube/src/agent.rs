@@ -40,15 +40,43 @@ pub struct AgentArgs {
     pub simulate_pods: String,
 }
 
+/// Controller settings shared by `rkube server` and `rkube controller-manager`.
+#[derive(Args, Debug, Clone)]
+pub struct ControllerFlags {
+    /// Seconds a node's lease may go unrenewed before the node is marked NotReady (Unknown)
+    /// and tainted unreachable.
+    #[arg(long, default_value_t = 40)]
+    pub node_monitor_grace_period: u64,
+    /// Seconds events are kept.
+    #[arg(long, default_value_t = 3600)]
+    pub event_ttl: u64,
+}
+
+impl ControllerFlags {
+    /// The controller manager's options from these flags.
+    pub fn options(&self) -> rkube_controllers::Options {
+        rkube_controllers::Options {
+            node_lifecycle: rkube_controllers::nodelifecycle::Options {
+                grace_period: std::time::Duration::from_secs(self.node_monitor_grace_period),
+                ..Default::default()
+            },
+            podgc: rkube_controllers::podgc::Options {
+                event_ttl: std::time::Duration::from_secs(self.event_ttl),
+                ..Default::default()
+            },
+        }
+    }
+}
+
 /// Flags of `rkube controller-manager`.
 #[derive(Args, Debug)]
 pub struct ControllerManagerArgs {
     /// Kubeconfig of the cluster to manage.
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: PathBuf,
-    /// Seconds a node's lease may go unrenewed before the node is marked NotReady.
-    #[arg(long, default_value_t = 40)]
-    pub node_monitor_grace_period: u64,
+    /// Controller settings.
+    #[command(flatten)]
+    pub controllers: ControllerFlags,
 }
 
 /// Flags of `rkube scheduler`.
@@ -125,12 +153,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
 pub async fn run_controller_manager(args: ControllerManagerArgs) -> anyhow::Result<()> {
     let config = read_kubeconfig(&args.kubeconfig).await?;
     let client = kube::Client::try_from(config).context("building the API client")?;
-    let options = rkube_controllers::Options {
-        node_lifecycle: rkube_controllers::nodelifecycle::Options {
-            grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
-            ..Default::default()
-        },
-    };
+    let options = args.controllers.options();
     eprintln!("controller-manager running");
     tokio::select! {
         _ = rkube_controllers::run_all(client, options) => {}

@@ -59,10 +59,9 @@ pub struct ServerArgs {
     /// Do not run the controllers in this process (run `rkube controller-manager` elsewhere).
     #[arg(long)]
     pub disable_controller_manager: bool,
-    /// Seconds a node's lease may go unrenewed before the node is marked NotReady (Unknown)
-    /// and tainted unreachable.
-    #[arg(long, default_value_t = 40)]
-    pub node_monitor_grace_period: u64,
+    /// Controller settings.
+    #[command(flatten)]
+    pub controllers: crate::agent::ControllerFlags,
     /// Extra names or IPs for the serving certificate.
     #[arg(long)]
     pub tls_san: Vec<String>,
@@ -164,13 +163,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tokio::spawn(rkube_scheduler::run(client.clone()));
     }
     if !args.disable_controller_manager {
-        let controller_options = rkube_controllers::Options {
-            node_lifecycle: rkube_controllers::nodelifecycle::Options {
-                grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
-                ..Default::default()
-            },
-        };
-        tokio::spawn(rkube_controllers::run_all(client, controller_options));
+        tokio::spawn(rkube_controllers::run_all(
+            client,
+            args.controllers.options(),
+        ));
     }
     progress(
         start,
