@@ -405,24 +405,13 @@ impl Sim {
             .map(|s| s.containers.iter())
             .into_iter()
             .flatten()
-            .map(|c| {
-                json!({"name": c.name, "image": c.image.clone().unwrap_or_default(),
-                    "imageID": "", "containerID": format!("simulated://{}", c.name),
-                    "ready": true, "started": true, "restartCount": 0,
-                    "state": {"running": {"startedAt": now}}})
-            })
+            .map(|c| container_status(c, true, true, json!({"running": {"startedAt": now}})))
             .collect();
         let inits: Vec<Value> = spec
             .and_then(|s| s.init_containers.as_ref())
             .into_iter()
             .flatten()
-            .map(|c| {
-                json!({"name": c.name, "image": c.image.clone().unwrap_or_default(),
-                    "imageID": "", "containerID": format!("simulated://{}", c.name),
-                    "ready": true, "started": false, "restartCount": 0,
-                    "state": {"terminated": {"exitCode": 0, "reason": "Completed",
-                                             "startedAt": now, "finishedAt": now}}})
-            })
+            .map(|c| container_status(c, true, false, completed(&now, &now)))
             .collect();
         let cond = |t: &str| json!({"type": t, "status": "True", "lastProbeTime": null, "lastTransitionTime": now});
         let mut status = json!({
@@ -454,13 +443,7 @@ impl Sim {
             .map(|s| s.containers.iter())
             .into_iter()
             .flatten()
-            .map(|c| {
-                json!({"name": c.name, "image": c.image.clone().unwrap_or_default(),
-                    "imageID": "", "containerID": format!("simulated://{}", c.name),
-                    "ready": false, "started": false, "restartCount": 0,
-                    "state": {"terminated": {"exitCode": 0, "reason": "Completed",
-                                             "startedAt": started, "finishedAt": now}}})
-            })
+            .map(|c| container_status(c, false, false, completed(&started, &now)))
             .collect();
         let cond = |t: &str, s: &str, reason: Option<&str>| {
             let mut c =
@@ -520,6 +503,24 @@ pub fn run_to_completion(pod: &Pod) -> bool {
         .flatten()
         .any(|o| o.kind == "Job");
     policy == "Never" || (job && policy == "OnFailure")
+}
+
+/// A simulated container's status: its identity, readiness and `state`.
+fn container_status(
+    c: &k8s_openapi::api::core::v1::Container,
+    ready: bool,
+    started: bool,
+    state: Value,
+) -> Value {
+    json!({"name": c.name, "image": c.image.clone().unwrap_or_default(),
+        "imageID": "", "containerID": format!("simulated://{}", c.name),
+        "ready": ready, "started": started, "restartCount": 0, "state": state})
+}
+
+/// The `state` of a container that ran from `started` to `finished` and exited 0.
+fn completed(started: &str, finished: &str) -> Value {
+    json!({"terminated": {"exitCode": 0, "reason": "Completed",
+        "startedAt": started, "finishedAt": finished}})
 }
 
 #[cfg(test)]
