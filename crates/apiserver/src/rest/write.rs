@@ -73,9 +73,6 @@ pub async fn create_object(
     fill_system_fields(&mut obj);
     let strat = strategy::for_resource(&ctx.rt);
     strat.prepare_for_create(&mut obj);
-    if ctx.rt.group == "batch" && ctx.rt.kind == "Job" {
-        strategy::job_selector(&mut obj);
-    }
     if ctx.rt.subresources.iter().any(|s| s == "status") || obj.get("spec").is_some() {
         meta::metadata_mut(&mut obj).insert("generation".into(), json!(1));
     }

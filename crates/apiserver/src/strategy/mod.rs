@@ -12,8 +12,6 @@ mod service;
 mod storage;
 mod workload;
 
-pub use workload::job_selector;
-
 use rkube_core::registry::ResourceType;
 use rkube_core::status::ApiError;
 use rkube_core::validation::{self, FieldError};

@@ -20,6 +20,10 @@ macro_rules! workload {
                     f(spec);
                     pod_template(spec.get_mut("template"));
                 }
+                if $selector == Selector::Generated {
+                    // The uid is assigned before defaulting, so the selector can use it.
+                    job_selector(obj);
+                }
             }
             fn validate(&self, obj: &Value) -> Vec<FieldError> {
                 validate_workload(obj, $selector)
@@ -173,7 +177,7 @@ impl PointerOrNull for Map<String, Value> {
 }
 
 /// Job's generated selector: the Job's uid as upstream labels its pods.
-pub fn job_selector(job: &mut Value) {
+fn job_selector(job: &mut Value) {
     let uid = rkube_core::meta::uid(job).to_string();
     let name = rkube_core::meta::name(job).to_string();
     let manual = job.pointer("/spec/manualSelector") == Some(&json!(true));
