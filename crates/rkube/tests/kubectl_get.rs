@@ -407,7 +407,12 @@ fn watch_prints_new_objects() {
     // Generous: tests run in parallel on 2 cores, and kubectl itself takes a while to start.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = String::new();
-    while Instant::now() < deadline && !seen.contains("watched") {
+    // Read until the row is complete: output may arrive cut in the middle of a line.
+    let row_done = |seen: &str| {
+        seen.find("watched")
+            .is_some_and(|at| seen[at..].contains('\n'))
+    };
+    while Instant::now() < deadline && !row_done(&seen) {
         if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(100)) {
             seen.push_str(&String::from_utf8_lossy(&chunk));
         }
