@@ -41,6 +41,8 @@ impl UserInfo {
 pub struct Authenticator {
     /// The secret part of the node join token.
     pub node_token_secret: String,
+    /// Verifies service-account tokens (JWTs from the TokenRequest API).
+    pub service_accounts: Option<std::sync::Arc<crate::satoken::TokenIssuer>>,
 }
 
 impl Authenticator {
@@ -76,7 +78,7 @@ impl Authenticator {
                 ],
             });
         }
-        None
+        self.service_accounts.as_ref()?.verify(token)
     }
 }
 
@@ -102,6 +104,7 @@ mod tests {
     fn bearer_tokens() {
         let a = Authenticator {
             node_token_secret: "abc".into(),
+            service_accounts: None,
         };
         assert!(a.from_bearer("K10ff::server:abc").is_some());
         assert!(a.from_bearer("abc").is_some());

@@ -26,6 +26,10 @@ fn served_subresource(r: &ResourceType, sub: &str) -> Option<(Value, &'static [&
             json!({"group": "policy", "version": "v1", "kind": "Eviction"}),
             &["create"],
         )),
+        "token" => Some((
+            json!({"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"}),
+            &["create"],
+        )),
         "finalize" => Some((own, &["update"])),
         _ => None,
     }

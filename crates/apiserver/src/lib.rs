@@ -19,6 +19,7 @@ pub mod fieldmanager;
 pub mod local;
 pub mod pki;
 pub mod request;
+pub mod satoken;
 pub mod response;
 pub mod rest;
 pub mod server;

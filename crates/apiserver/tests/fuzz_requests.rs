@@ -330,6 +330,7 @@ fn fuzz(check_accepted: bool) {
         let store = EmbeddedStore::open(&dir.path().join("db")).expect("open store");
         let authn = Authenticator {
             node_token_secret: String::new(),
+            service_accounts: None,
         };
         let srv = ApiServer::new(store, authn, Config::default())
             .await

@@ -13,10 +13,12 @@ pub mod events;
 pub mod garbagecollector;
 pub mod job;
 pub mod namespace;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podgc;
 pub mod pods;
 pub mod replicaset;
+pub mod rootcacertpublisher;
 pub mod serviceaccount;
 pub mod statefulset;
 
@@ -40,6 +42,11 @@ pub struct Options {
     pub node_lifecycle: nodelifecycle::Options,
     /// Event TTL and pod garbage collection settings.
     pub podgc: podgc::Options,
+    /// The cluster CA (PEM) published as `kube-root-ca.crt` in every namespace; no publisher
+    /// runs when empty.
+    pub root_ca_pem: String,
+    /// The cluster CIDR nodes get their pod CIDRs from; no allocation when `None`.
+    pub cluster_cidr: Option<nodeipam::ClusterCidr>,
 }
 
 /// Runs every controller until the process ends.
@@ -50,6 +57,8 @@ pub async fn run_all(client: Client, options: Options) {
         namespace::run(client.clone()),
         garbagecollector::run(client.clone()),
         serviceaccount::run(client.clone()),
+        nodeipam::run_if_configured(client.clone(), options.cluster_cidr),
+        rootcacertpublisher::run_if_configured(client.clone(), options.root_ca_pem),
         replicaset::run(client.clone()),
         disruption::run(client.clone()),
         job::run(client.clone()),

@@ -54,8 +54,14 @@ pub struct ControllerFlags {
 
 impl ControllerFlags {
     /// The controller manager's options from these flags.
-    pub fn options(&self) -> rkube_controllers::Options {
+    pub fn options(
+        &self,
+        root_ca_pem: String,
+        cluster_cidr: Option<rkube_controllers::nodeipam::ClusterCidr>,
+    ) -> rkube_controllers::Options {
         rkube_controllers::Options {
+            root_ca_pem,
+            cluster_cidr,
             node_lifecycle: rkube_controllers::nodelifecycle::Options {
                 grace_period: std::time::Duration::from_secs(self.node_monitor_grace_period),
                 ..Default::default()
@@ -74,6 +80,9 @@ pub struct ControllerManagerArgs {
     /// Kubeconfig of the cluster to manage.
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: PathBuf,
+    /// The cluster CIDR nodes get their pod CIDRs (/24 each) from.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
     /// Controller settings.
     #[command(flatten)]
     pub controllers: ControllerFlags,
@@ -93,6 +102,28 @@ async fn read_kubeconfig(path: &Path) -> anyhow::Result<kube::Config> {
     kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .with_context(|| format!("loading kubeconfig {}", path.display()))
+}
+
+/// The cluster CA (PEM) a kubeconfig trusts, for the root CA publisher.
+fn kubeconfig_ca_pem(path: &Path) -> anyhow::Result<String> {
+    use base64::Engine;
+    let kc = Kubeconfig::read_from(path)
+        .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+    let cluster = kc
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.as_ref())
+        .with_context(|| format!("kubeconfig {} names no cluster", path.display()))?;
+    if let Some(data) = &cluster.certificate_authority_data {
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .context("certificate-authority-data is not base64")?;
+        return Ok(String::from_utf8_lossy(&pem).into_owned());
+    }
+    if let Some(file) = &cluster.certificate_authority {
+        return std::fs::read_to_string(file).with_context(|| format!("reading {file}"));
+    }
+    Ok(String::new())
 }
 
 /// A client for `--server` with the bearer token, trusting the CA of `--kubeconfig`.
@@ -153,7 +184,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
 pub async fn run_controller_manager(args: ControllerManagerArgs) -> anyhow::Result<()> {
     let config = read_kubeconfig(&args.kubeconfig).await?;
     let client = kube::Client::try_from(config).context("building the API client")?;
-    let options = args.controllers.options();
+    let cidr = rkube_controllers::nodeipam::ClusterCidr::parse(&args.cluster_cidr)
+        .map_err(anyhow::Error::msg)?;
+    let options = args
+        .controllers
+        .options(kubeconfig_ca_pem(&args.kubeconfig)?, Some(cidr));
     eprintln!("controller-manager running");
     tokio::select! {
         _ = rkube_controllers::run_all(client, options) => {}

@@ -124,6 +124,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let authn = Authenticator {
         node_token_secret: pki.token_secret().to_string(),
+        service_accounts: Some(std::sync::Arc::new(
+            rkube_apiserver::satoken::TokenIssuer::from_pem(&pki.service_account_key_pem)
+                .map_err(anyhow::Error::msg)?,
+        )),
     };
     let srv = ApiServer::new(store, authn, config.clone())
         .await
@@ -162,10 +166,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if !args.disable_scheduler {
         tokio::spawn(rkube_scheduler::run(client.clone()));
     }
+    let cluster_cidr = rkube_controllers::nodeipam::ClusterCidr::parse(&args.cluster_cidr)
+        .map_err(anyhow::Error::msg)?;
     if !args.disable_controller_manager {
         tokio::spawn(rkube_controllers::run_all(
             client,
-            args.controllers.options(),
+            args.controllers
+                .options(pki.ca_cert_pem.clone(), Some(cluster_cidr)),
         ));
     }
     progress(

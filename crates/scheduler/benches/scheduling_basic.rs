@@ -31,6 +31,7 @@ async fn cluster(dir: &std::path::Path) -> kube::Client {
     let store = rkube_store::embedded::EmbeddedStore::open(dir).expect("open store");
     let authn = Authenticator {
         node_token_secret: String::new(),
+            service_accounts: None,
     };
     let srv = ApiServer::new(store, authn, Config::default())
         .await

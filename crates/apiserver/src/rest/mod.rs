@@ -6,10 +6,11 @@
 mod body;
 mod delete;
 mod eviction;
+mod token;
 mod filter;
 mod read;
 mod scale;
-mod write;
+pub(crate) mod write;
 
 use std::sync::Arc;
 
@@ -155,6 +156,7 @@ pub async fn handle(
         ("watch", "") => read::watch(&ctx).await,
         ("create", "binding") => write::bind(&ctx).await,
         ("create", "eviction") => eviction::evict(&ctx).await,
+        ("create", "token") => token::create(&ctx).await,
         ("create", "") => write::create(&ctx).await,
         ("update", _) => write::update(&ctx).await,
         ("patch", _) => write::patch(&ctx).await,

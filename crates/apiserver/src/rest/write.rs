@@ -141,7 +141,7 @@ pub async fn create_object(
 }
 
 /// `metadata.generateName` plus five random characters from upstream's alphabet.
-fn generated_name(prefix: &str) -> String {
+pub(crate) fn generated_name(prefix: &str) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let prefix = if prefix.len() > 58 {
         &prefix[..58]

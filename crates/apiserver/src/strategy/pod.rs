@@ -12,6 +12,71 @@ use super::defaults::{pod_spec, set_default};
 /// The pod strategy.
 pub struct Pod;
 
+/// Where upstream's ServiceAccount admission mounts the API credentials.
+const SERVICE_ACCOUNT_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// Mirror pods (static pods shown in the API) get nothing added, as upstream.
+fn is_mirror_pod(pod: &Value) -> bool {
+    pod.pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+        .is_some()
+}
+
+/// Upstream's ServiceAccount admission: unless `automountServiceAccountToken: false`, a
+/// projected `kube-api-access-<suffix>` volume (a bound token, the cluster CA from the
+/// `kube-root-ca.crt` ConfigMap and the namespace) mounted read-only in every container.
+fn mount_service_account_token(pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if spec.get("automountServiceAccountToken") == Some(&json!(false)) {
+        return;
+    }
+    let containers = ["containers", "initContainers"];
+    let already = containers.iter().any(|k| {
+        spec.get(*k)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["volumeMounts"].as_array().into_iter().flatten())
+            .any(|m| m["mountPath"] == SERVICE_ACCOUNT_MOUNT_PATH)
+    });
+    if already {
+        return;
+    }
+    let name = crate::rest::write::generated_name("kube-api-access-");
+    let volume = json!({
+        "name": name,
+        "projected": {
+            "defaultMode": 420,
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+            ]
+        }
+    });
+    let volumes = spec.entry("volumes").or_insert_with(|| json!([]));
+    if let Some(v) = volumes.as_array_mut() {
+        v.push(volume);
+    }
+    let mount = json!({"name": name, "readOnly": true, "mountPath": SERVICE_ACCOUNT_MOUNT_PATH});
+    for key in containers {
+        for c in spec
+            .get_mut(key)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            let mounts = c
+                .as_object_mut()
+                .map(|c| c.entry("volumeMounts").or_insert_with(|| json!([])));
+            if let Some(m) = mounts.and_then(Value::as_array_mut) {
+                m.push(mount.clone());
+            }
+        }
+    }
+}
+
 impl Strategy for Pod {
     fn prepare_for_create(&self, obj: &mut Value) {
         if let Some(spec) = obj.get_mut("spec") {
@@ -25,6 +90,9 @@ impl Strategy for Pod {
                 set_default(s, "preemptionPolicy", json!("PreemptLowerPriority"));
                 add_default_tolerations(s);
             }
+        }
+        if !is_mirror_pod(obj) {
+            mount_service_account_token(obj);
         }
         let qos = qos_class(obj.get("spec").unwrap_or(&Value::Null));
         if let Some(map) = obj.as_object_mut() {
