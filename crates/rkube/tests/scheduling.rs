@@ -283,3 +283,77 @@ fn agent_errors_name_the_fix() {
         "{e}"
     );
 }
+
+#[test]
+fn topology_spread_constraints_balance_zones() {
+    let s = Server::start();
+    let _agent = start_agent(&s, 3);
+    s.ok(&["label", "node", "sim-0", "zone=a"]);
+    s.ok(&["label", "node", "sim-1", "zone=b"]);
+    s.ok(&["label", "node", "sim-2", "zone=b"]);
+    s.apply(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: spread
+spec:
+  replicas: 4
+  selector:
+    matchLabels: {app: spread}
+  template:
+    metadata:
+      labels: {app: spread}
+    spec:
+      topologySpreadConstraints:
+      - maxSkew: 1
+        topologyKey: zone
+        whenUnsatisfiable: DoNotSchedule
+        labelSelector:
+          matchLabels: {app: spread}
+      containers:
+      - name: c
+        image: busybox:1.36
+",
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            s.ok(&[
+                "get",
+                "pods",
+                "-l",
+                "app=spread",
+                "--field-selector=status.phase=Running",
+                "-o",
+                "name",
+            ])
+            .lines()
+            .count()
+                == 4
+        }),
+        "{}",
+        s.ok(&["get", "pods", "-o", "wide"])
+    );
+    let nodes = s.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=spread",
+        "-o",
+        "jsonpath={.items[*].spec.nodeName}",
+    ]);
+    let in_a = nodes.split_whitespace().filter(|n| *n == "sim-0").count();
+    assert_eq!(in_a, 2, "zone a holds half the pods: {nodes}");
+    // With zone b cordoned, a fifth pod fits zone a (skew 1) but a sixth would make it 2: it
+    // stays Pending with the reason.
+    s.ok(&["cordon", "sim-1"]);
+    s.ok(&["cordon", "sim-2"]);
+    s.ok(&["scale", "deployment", "spread", "--replicas=6"]);
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            s.ok(&["get", "events"])
+                .contains("didn't match pod topology spread constraints")
+        }),
+        "{}",
+        s.ok(&["get", "events"])
+    );
+}

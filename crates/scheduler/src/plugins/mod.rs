@@ -7,6 +7,7 @@ pub mod node_name;
 pub mod node_resources_balanced_allocation;
 pub mod node_resources_fit;
 pub mod node_unschedulable;
+pub mod pod_topology_spread;
 pub mod taint_toleration;
 
 use std::sync::Arc;
@@ -14,11 +15,13 @@ use std::sync::Arc;
 use crate::framework::Framework;
 
 /// Upstream's default profile: filters in upstream's order; scores with upstream's weights
-/// (TaintToleration 3, NodeAffinity 2, NodeResourcesFit 1, NodeResourcesBalancedAllocation 1).
+/// (TaintToleration 3, NodeAffinity 2, PodTopologySpread 2, NodeResourcesFit 1,
+/// NodeResourcesBalancedAllocation 1).
 pub fn default_framework() -> Framework {
     let taint = Arc::new(taint_toleration::TaintToleration);
     let affinity = Arc::new(node_affinity::NodeAffinity);
     let fit = Arc::new(node_resources_fit::NodeResourcesFit);
+    let spread = Arc::new(pod_topology_spread::PodTopologySpread);
     Framework {
         filters: vec![
             Arc::new(node_unschedulable::NodeUnschedulable),
@@ -27,10 +30,12 @@ pub fn default_framework() -> Framework {
             affinity.clone(),
             fit.clone(),
             Arc::new(inter_pod_affinity::InterPodAffinity),
+            spread.clone(),
         ],
         scorers: vec![
             (taint, 3),
             (affinity, 2),
+            (spread, 2),
             (fit, 1),
             (
                 Arc::new(node_resources_balanced_allocation::NodeResourcesBalancedAllocation),
