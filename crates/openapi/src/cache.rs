@@ -31,6 +31,9 @@ pub struct OpenApi {
     /// Custom resources' `openAPIV3Schema`, by definition name.
     custom_schemas: BTreeMap<String, Value>,
     v2: Vec<u8>,
+    /// The v2 document in protobuf, made on first request (kubectl asks for it only to
+    /// validate kinds the v3 documents lack), so it costs no memory until then.
+    v2_protobuf: std::sync::OnceLock<Vec<u8>>,
     v3: BTreeMap<String, V3Doc>,
     v3_index: Vec<u8>,
     schemas: Schemas,
@@ -44,6 +47,7 @@ impl OpenApi {
             registry: registry.clone(),
             custom_schemas: BTreeMap::new(),
             v2: Vec::new(),
+            v2_protobuf: std::sync::OnceLock::new(),
             v3: BTreeMap::new(),
             v3_index: Vec::new(),
             schemas: Schemas::new(),
@@ -119,6 +123,15 @@ impl OpenApi {
         &self.v2
     }
 
+    /// `GET /openapi/v2` as gnostic protobuf bytes.
+    pub fn v2_protobuf(&self) -> &[u8] {
+        self.v2_protobuf.get_or_init(|| {
+            serde_json::from_slice(&self.v2)
+                .map(|doc| crate::v2proto::encode_document(&doc))
+                .unwrap_or_default()
+        })
+    }
+
     /// `GET /openapi/v3` as JSON bytes.
     pub fn v3_index(&self) -> &[u8] {
         &self.v3_index
@@ -158,6 +171,7 @@ impl OpenApi {
         self.v2 = crate::v2::build(&self.registry, &defs)
             .to_string()
             .into_bytes();
+        self.v2_protobuf = std::sync::OnceLock::new();
         self.v3.clear();
         let mut entries = Vec::new();
         for (group, version) in self.registry.group_versions() {

@@ -13,6 +13,7 @@ pub mod extensions;
 pub mod paths;
 pub mod typed;
 pub mod v2;
+pub mod v2proto;
 pub mod v3;
 
 pub use cache::OpenApi;

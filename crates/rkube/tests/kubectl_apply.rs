@@ -355,7 +355,6 @@ fn malformed_yaml_and_invalid_names() {
 }
 
 #[test]
-#[ignore = "the server answers GET /openapi/v2 (protobuf) with 406, so kubectl's validation fails before it can report the unknown kind"]
 fn unknown_kind() {
     let s = Server::start();
     let err = s.fails_stdin(
