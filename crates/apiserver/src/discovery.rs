@@ -31,6 +31,18 @@ fn served_subresource(r: &ResourceType, sub: &str) -> Option<(Value, &'static [&
             &["create"],
         )),
         "finalize" => Some((own, &["update"])),
+        "log" => Some((own, &["get"])),
+        "exec" | "attach" | "portforward" => {
+            let kind = match sub {
+                "exec" => "PodExecOptions",
+                "attach" => "PodAttachOptions",
+                _ => "PodPortForwardOptions",
+            };
+            Some((
+                json!({"group": "", "version": "v1", "kind": kind}),
+                &["create", "get"],
+            ))
+        }
         _ => None,
     }
 }

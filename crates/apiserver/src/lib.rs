@@ -19,9 +19,9 @@ pub mod fieldmanager;
 pub mod local;
 pub mod pki;
 pub mod request;
-pub mod satoken;
 pub mod response;
 pub mod rest;
+pub mod satoken;
 pub mod server;
 pub mod strategy;
 pub mod table;
@@ -85,6 +85,8 @@ pub struct ApiServer {
     pub(crate) printer_columns: RwLock<crd::PrinterColumns>,
     ready: std::sync::atomic::AtomicBool,
     started: Instant,
+    /// TLS client settings for kubelets (logs, exec, attach, port-forward).
+    pub(crate) kubelet_client: std::sync::OnceLock<rest::connect::KubeletClient>,
 }
 
 impl ApiServer {
@@ -115,6 +117,7 @@ impl ApiServer {
             printer_columns: RwLock::default(),
             ready: std::sync::atomic::AtomicBool::new(false),
             started: Instant::now(),
+            kubelet_client: std::sync::OnceLock::new(),
         });
         srv.allocators.load(&srv.cache);
         spawn_openapi_builder(Arc::downgrade(&srv), jobs);
@@ -279,6 +282,22 @@ impl ApiServer {
 
     async fn openapi(&self, path: &str, req: &http::Request<Bytes>) -> Response {
         let docs = self.openapi_documents().await;
+        let accept = req
+            .headers()
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if path.trim_end_matches('/') == "/openapi/v2"
+            && accept.contains("application/com.github.proto-openapi.spec.v2")
+        {
+            // Answered with the `.v1.0` spelling, as upstream: Go's MIME parser rejects the
+            // `@` clients still put in Accept.
+            return response::raw(
+                200,
+                "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+                docs.v2_protobuf().to_vec(),
+            );
+        }
         let protobuf_only = req
             .headers()
             .get(http::header::ACCEPT)

@@ -132,6 +132,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let srv = ApiServer::new(store, authn, config.clone())
         .await
         .context("starting the apiserver")?;
+    // The apiserver's client certificate towards kubelets (logs, exec, port-forward).
+    srv.set_kubelet_client(&pki).map_err(anyhow::Error::msg)?;
 
     let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {

@@ -4,12 +4,13 @@
 //! paths with a different view of the object.
 
 mod body;
+pub(crate) mod connect;
 mod delete;
 mod eviction;
-mod token;
 mod filter;
 mod read;
 mod scale;
+mod token;
 pub(crate) mod write;
 
 use std::sync::Arc;
@@ -151,6 +152,8 @@ pub async fn handle(
     let result = match (ctx.info.verb.as_str(), ctx.info.subresource.as_str()) {
         ("get", "scale") => scale::get(&ctx).await,
         ("update" | "patch", "scale") => scale::update(&ctx).await,
+        ("get", "log") => connect::log(&ctx).await,
+        ("get" | "create", "exec" | "attach" | "portforward") => connect::connect(&ctx).await,
         ("get", _) => read::get(&ctx).await,
         ("list", "") => read::list(&ctx).await,
         ("watch", "") => read::watch(&ctx).await,

@@ -275,7 +275,7 @@ mod tests {
             json!({"app": "web"}),
             spec,
             &[zone_node("a", "z1"), zone_node("b", "z2")],
-            &[&[web.clone()], &[web]],
+            &[std::slice::from_ref(&web), &[web]],
         );
         // Two domains with one pod each, but three are wanted: the global minimum is 0.
         assert_eq!(got, [Some(ERR_CONSTRAINTS), Some(ERR_CONSTRAINTS)]);
