@@ -8,7 +8,11 @@ TOOLS="$PWD/.tools"
 mkdir -p "$TOOLS"
 
 need_apt=()
-for pkg in etcd-server protobuf-compiler busybox-static unzip; do
+# etcd-server: the etcd backend's peer; busybox-static: every test image; docker-registry,
+# skopeo and apache2-utils (htpasswd): a real registry to pull from; iproute2: network
+# namespaces for multi-node tests; runc: the runtime benchmark's reference point.
+for pkg in etcd-server protobuf-compiler busybox-static unzip docker-registry skopeo \
+  apache2-utils iproute2 runc; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

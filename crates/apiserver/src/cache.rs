@@ -447,6 +447,48 @@ impl WatchCache {
         (items, inner.rev)
     }
 
+    /// Like [`WatchCache::list`], but as the objects were at revision `rev` (a LIST with
+    /// `resourceVersionMatch=Exact`, or the later pages of a paginated LIST): today's objects
+    /// with the history after `rev` undone. `TooOld` once that history is gone.
+    pub fn list_at(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        rev: i64,
+    ) -> Result<(Vec<Arc<Entry>>, i64), TooOld> {
+        let inner = self.inner.read().expect("cache lock");
+        if rev >= inner.rev {
+            drop(inner);
+            return Ok(self.list(prefix, after));
+        }
+        if rev < inner.oldest {
+            return Err(TooOld {
+                oldest: inner.oldest,
+            });
+        }
+        let mut objects: BTreeMap<String, Arc<Entry>> = inner
+            .objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for event in inner.history.iter().rev().take_while(|e| e.rv() > rev) {
+            if !event.entry.key.starts_with(prefix) {
+                continue;
+            }
+            match &event.prev {
+                Some(prev) => objects.insert(prev.key.clone(), prev.clone()),
+                None => objects.remove(&event.entry.key),
+            };
+        }
+        let items = objects
+            .into_iter()
+            .filter(|(k, _)| after.is_none_or(|a| k.as_str() > a))
+            .map(|(_, v)| v)
+            .collect();
+        Ok((items, rev))
+    }
+
     /// One object.
     pub fn get(&self, key: &str) -> Option<Arc<Entry>> {
         self.inner

@@ -227,3 +227,98 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// A node agent (`rkube agent`) joined to a [`Server`], on its own data dir with the busybox
+/// test image imported; its pods are stopped (`rkube killall`) and the process killed on drop.
+pub struct Agent {
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+/// The image every node benchmark runs (built from Debian's busybox-static).
+pub const BUSYBOX: &str = "busybox:1.36";
+
+impl Agent {
+    /// Starts `rkube agent` named `node` against `server`.
+    pub fn spawn(server: &Server, node: &str) -> anyhow::Result<Agent> {
+        let bin = rkube_binary()?;
+        let dir = tempfile::Builder::new()
+            .prefix("rkube-bench-agent-")
+            .tempdir_in(scratch_base())?;
+        let images = dir.path().join("agent/images");
+        std::fs::create_dir_all(&images)?;
+        rkube_image::testing::busybox_oci_archive(&images.join("busybox.tar"), BUSYBOX)?;
+        let token = std::fs::read_to_string(server.data_dir().join("node-token"))?;
+        let child = Command::new(&bin)
+            .args([
+                "agent",
+                "--server",
+                &format!("https://127.0.0.1:{}", server.port()),
+            ])
+            .args(["--token", token.trim(), "--node-name", node])
+            .arg("--kubeconfig")
+            .arg(server.data_dir().join("kubeconfig.yaml"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--kubelet-port", &free_port()?.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {} agent", bin.display()))?;
+        Ok(Agent { dir, child })
+    }
+
+    /// Resident set size of the agent process, in KiB.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        rss_kib(self.child.id())
+    }
+
+    /// Summed RSS of the pod supervisors this agent started, in KiB.
+    pub fn supervisors_rss_kib(&self) -> u64 {
+        let root = self
+            .dir
+            .path()
+            .join("agent/runtime")
+            .to_string_lossy()
+            .to_string();
+        let mut total = 0;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            if cmd.contains("__rkube-shim") && cmd.contains(&root) {
+                total += rss_kib(pid).unwrap_or(0);
+            }
+        }
+        total
+    }
+}
+
+/// `VmRSS` of a process, in KiB.
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS in /proc/PID/status")
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Ok(bin) = rkube_binary() {
+            let _ = Command::new(bin)
+                .arg("killall")
+                .arg("--data-dir")
+                .arg(self.dir.path())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}

@@ -425,3 +425,49 @@ fn watch_prints_new_objects() {
         .unwrap_or_else(|| panic!("watch did not print the new ConfigMap: {seen:?}"));
     assert_eq!(row.split_whitespace().nth(1), Some("1"), "{seen}");
 }
+
+#[test]
+fn list_at_an_exact_resource_version_shows_that_revision() {
+    let s = Server::start();
+    s.ok(&["create", "configmap", "first", "--from-literal=v=1"]);
+    let rv = s.jsonpath(&["configmap", "first"], "{.metadata.resourceVersion}");
+    s.ok(&["create", "configmap", "second", "--from-literal=v=2"]);
+    s.ok(&[
+        "patch",
+        "configmap",
+        "first",
+        "-p",
+        r#"{"data":{"v":"changed"}}"#,
+    ]);
+    let at = |rv: &str| {
+        let raw = s.ok(&[
+            "get",
+            "--raw",
+            &format!(
+                "/api/v1/namespaces/default/configmaps?resourceVersion={rv}&resourceVersionMatch=Exact"
+            ),
+        ]);
+        serde_json::from_str::<serde_json::Value>(&raw).unwrap()
+    };
+    let list = at(&rv);
+    assert_eq!(list["metadata"]["resourceVersion"], rv.as_str());
+    let items = list["items"].as_array().unwrap();
+    let names: Vec<&str> = items
+        .iter()
+        .filter_map(|i| i["metadata"]["name"].as_str())
+        .filter(|n| *n != "kube-root-ca.crt")
+        .collect();
+    assert_eq!(names, ["first"], "the list as it was at {rv}");
+    let first = items
+        .iter()
+        .find(|i| i["metadata"]["name"] == "first")
+        .unwrap();
+    assert_eq!(first["data"]["v"], "1");
+    // Exact needs a resourceVersion; too old ones are gone.
+    let err = s.fails(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps?resourceVersionMatch=Exact",
+    ]);
+    assert!(err.contains("resourceVersionMatch"), "{err}");
+}

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http_body_util::{BodyExt, StreamBody};
 use rkube_core::status::ApiError;
+use rkube_core::validation::FieldError;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -77,6 +78,37 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         .map(decode_continue)
         .transpose()?;
     let rv_param = ctx.query.get("resourceVersion").unwrap_or("");
+    let exact = match ctx.query.non_empty("resourceVersionMatch") {
+        None | Some("NotOlderThan") => None,
+        Some("Exact") if rv_param.is_empty() || rv_param == "0" => {
+            return Err(ApiError::invalid(
+                "meta.k8s.io",
+                "ListOptions",
+                "",
+                &[FieldError::forbidden(
+                    "resourceVersionMatch",
+                    &format!(
+                        "resourceVersionMatch \"Exact\" is forbidden for resourceVersion {rv_param:?}"
+                    ),
+                )],
+            ));
+        }
+        Some("Exact") => Some(rv_param.parse::<i64>().map_err(|_| {
+            ApiError::bad_request(format!("invalid resource version {rv_param:?}"))
+        })?),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "meta.k8s.io",
+                "ListOptions",
+                "",
+                &[FieldError::not_supported(
+                    "resourceVersionMatch",
+                    json!(other),
+                    &["Exact", "NotOlderThan", ""],
+                )],
+            ));
+        }
+    };
     if cont.is_none() && rv_param != "0" {
         // A consistent read: the cache must have caught up with every acknowledged write.
         let current = ctx
@@ -95,7 +127,23 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     }
     let prefix = ctx.rt.namespace_prefix(ctx.namespace());
     let after = cont.as_ref().map(|(_, k)| k.as_str());
-    let (entries, rev) = ctx.srv.cache.list(&prefix, after);
+    // Later pages show the list as it was when the first page was served, and an Exact
+    // LIST the revision asked for, as long as the history reaches back that far.
+    let at = exact.or(cont.as_ref().map(|(rv, _)| *rv));
+    let (entries, rev) = match at {
+        Some(rv) => match ctx.srv.cache.list_at(&prefix, after, rv) {
+            Ok(found) => found,
+            Err(too_old) if exact.is_some() => {
+                return Err(ApiError::gone(format!(
+                    "too old resource version: {rv} ({})",
+                    too_old.oldest
+                )));
+            }
+            // A continue token past the history: carry on from the current state.
+            Err(_) => ctx.srv.cache.list(&prefix, after),
+        },
+        None => ctx.srv.cache.list(&prefix, after),
+    };
     let mut items: Vec<Arc<Entry>> = Vec::new();
     let mut next = None;
     for e in entries {
