@@ -21,12 +21,10 @@ use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
+pub use crate::node::{LEASE_DURATION_SECONDS, NODE_LEASE_NAMESPACE};
+
 /// How often a node's lease is renewed (upstream's default).
-pub const LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(10);
-/// The lease duration written (upstream's default).
-pub const LEASE_DURATION_SECONDS: i32 = 40;
-/// The namespace of node leases.
-pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+pub const LEASE_RENEW_INTERVAL: Duration = crate::node::HEARTBEAT_INTERVAL;
 /// Delay between binding and Running.
 const START_DELAY: Duration = Duration::from_millis(200);
 /// How long a run-to-completion pod "runs".
@@ -124,30 +122,26 @@ pub fn node_object(name: &str, i: usize) -> Value {
 
 /// The status of simulated node `i`.
 pub fn node_status(name: &str, i: usize, capacity: &NodeCapacity) -> Value {
-    let now = now_rfc3339();
-    let cond = |t: &str, s: &str, reason: &str, msg: &str| {
-        json!({"type": t, "status": s, "reason": reason, "message": msg,
-               "lastHeartbeatTime": now, "lastTransitionTime": now})
-    };
+    let conditions = crate::node::node_conditions(
+        crate::node::Pressure::default(),
+        Ok(()),
+        &[],
+        jiff::Timestamp::now(),
+    );
     let res = json!({"cpu": capacity.cpu, "memory": capacity.memory, "pods": capacity.pods,
                      "ephemeral-storage": "100Gi"});
     json!({"status": {
         "capacity": res,
         "allocatable": res,
         "phase": "Running",
-        "conditions": [
-            cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-            cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-            cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-            cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
-        ],
+        "conditions": conditions,
         "addresses": [{"type": "InternalIP", "address": node_ip(i)}, {"type": "Hostname", "address": name}],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
         "nodeInfo": {
             "machineID": format!("{i:032x}"), "systemUUID": format!("{i:032x}"), "bootID": format!("{i:032x}"),
             "kernelVersion": "simulated", "osImage": "rkube simulated node",
             "containerRuntimeVersion": "simulated://0.1.0",
-            "kubeletVersion": "v1.35.0", "kubeProxyVersion": "",
+            "kubeletVersion": crate::hostinfo::KUBELET_VERSION, "kubeProxyVersion": "",
             "operatingSystem": "linux", "architecture": "amd64",
         },
     }})
@@ -236,13 +230,7 @@ impl Sim {
         .await
         .map_err(|e| err("updating the status of node", e))?;
         let leases: Api<Lease> = Api::namespaced(self.client.clone(), NODE_LEASE_NAMESPACE);
-        let lease: Lease = serde_json::from_value(json!({
-            "metadata": {"name": name, "namespace": NODE_LEASE_NAMESPACE,
-                "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": name, "uid": uid}]},
-            "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_DURATION_SECONDS,
-                     "renewTime": now_micro()},
-        }))
-        .expect("a Lease");
+        let lease = crate::node::lease_object(name, uid.as_deref(), jiff::Timestamp::now());
         match leases.create(&PostParams::default(), &lease).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
@@ -560,7 +548,8 @@ mod tests {
         assert_eq!(labels["type"], "kwok");
         let s = node_status("sim-1", 1, &c);
         assert_eq!(s["status"]["allocatable"]["cpu"], "32");
-        assert_eq!(s["status"]["nodeInfo"]["kubeletVersion"], "v1.35.0");
+        assert_eq!(s["status"]["nodeInfo"]["kubeletVersion"], "v1.35.0+rkube");
+        assert_eq!(s["status"]["conditions"][3]["reason"], "KubeletReady");
         assert_eq!(s["status"]["addresses"][0]["address"], "172.16.0.2");
     }
 }

@@ -38,6 +38,18 @@ pub struct AgentArgs {
     /// Pods of each simulated node.
     #[arg(long, default_value = "110")]
     pub simulate_pods: String,
+    /// Folder for the node's state: images, containers, logs, pod manifests.
+    #[arg(long, default_value = "/var/lib/rkube")]
+    pub data_dir: PathBuf,
+    /// HTTPS port of the kubelet (logs, exec, port-forward).
+    #[arg(long, default_value_t = 10250)]
+    pub kubelet_port: u16,
+    /// This node's InternalIP (default: the address this host reaches the server from).
+    #[arg(long)]
+    pub node_ip: Option<std::net::IpAddr>,
+    /// Cluster DNS service IP pods resolve names with.
+    #[arg(long, default_value = "10.43.0.10")]
+    pub cluster_dns: std::net::IpAddr,
 }
 
 /// Controller settings shared by `rkube server` and `rkube controller-manager`.
@@ -155,10 +167,7 @@ async fn agent_client(args: &AgentArgs) -> anyhow::Result<kube::Client> {
 /// Runs `rkube agent`.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let Some(count) = args.simulate else {
-        anyhow::bail!(
-            "real nodes are not available yet: `rkube agent` only runs simulated nodes \
-             (pass --simulate N)"
-        );
+        return run_node(args).await;
     };
     let prefix = args.node_name.clone().unwrap_or_else(|| "sim".into());
     let client = agent_client(&args).await?;
@@ -178,6 +187,52 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => {}
     }
     Ok(())
+}
+
+/// Runs a real node: the kubelet and the embedded runtime.
+async fn run_node(args: AgentArgs) -> anyhow::Result<()> {
+    let client = agent_client(&args).await?;
+    check_join(&client, &args.server).await?;
+    let node_name = match &args.node_name {
+        Some(n) => n.clone(),
+        None => crate::server::hostname().context("reading the host name (or pass --node-name)")?,
+    };
+    let node_ip = args
+        .node_ip
+        .or_else(|| crate::node::route_source_to(&args.server))
+        .with_context(|| format!("no route to {}: pass --node-ip", args.server))?;
+    let cluster_ca_pem = match &args.kubeconfig {
+        Some(path) => kubeconfig_ca_pem(path)?,
+        None => String::new(),
+    };
+    eprintln!("joining {} as node {node_name} ({node_ip})", args.server);
+    let options = crate::node::NodeOptions {
+        data_dir: args.data_dir.clone(),
+        node_name,
+        node_ip,
+        kubelet_port: args.kubelet_port,
+        control_plane: false,
+        cluster_dns: args.cluster_dns,
+        cluster_ca_pem,
+    };
+    tokio::select! {
+        r = crate::node::run(client, options) => r,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
+/// Fails early, naming the fix, when the server refuses the join token.
+async fn check_join(client: &kube::Client, server: &str) -> anyhow::Result<()> {
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(client.clone());
+    match namespaces.get("kube-system").await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 401 => anyhow::bail!(
+            "the server {server} refused the join token (401 Unauthorized): pass the token from \
+             the server's <data-dir>/node-token with --token"
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot reach the server {server}")),
+    }
 }
 
 /// Runs `rkube controller-manager`: every controller against the cluster of a kubeconfig.

@@ -2,6 +2,7 @@
 
 mod agent;
 mod bootstrap;
+mod node;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,21 @@ enum Command {
     Scheduler(agent::SchedulerArgs),
     /// Run the controllers against a cluster.
     ControllerManager(agent::ControllerManagerArgs),
+    /// Manage the node's images: import archives, list, remove, pull.
+    Image {
+        /// The node's data dir (its image store is `<data-dir>/agent/image-store`).
+        #[arg(long, global = true, default_value = "/var/lib/rkube")]
+        data_dir: std::path::PathBuf,
+        #[command(subcommand)]
+        command: rkube_image::cli::ImageCommand,
+    },
+    /// Stop every pod of the node under --data-dir and remove its containers, mounts and
+    /// cgroups (the agent leaves pods running when it stops, on purpose).
+    Killall {
+        /// The node's data dir.
+        #[arg(long, default_value = "/var/lib/rkube")]
+        data_dir: std::path::PathBuf,
+    },
 }
 
 /// mimalloc keeps freed memory committed for reuse; for a long-running control plane a small
@@ -46,6 +62,8 @@ fn tune_allocator() {
 }
 
 fn main() -> anyhow::Result<()> {
+    // A pod's supervisor is this binary re-executed: it must take over before any thread starts.
+    rkube_runtime::run_shim_if_requested();
     tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -65,5 +83,9 @@ fn main() -> anyhow::Result<()> {
         Command::Agent(args) => runtime.block_on(agent::run(args)),
         Command::Scheduler(args) => runtime.block_on(agent::run_scheduler(args)),
         Command::ControllerManager(args) => runtime.block_on(agent::run_controller_manager(args)),
+        Command::Image { data_dir, command } => {
+            runtime.block_on(rkube_image::cli::run(command, &data_dir))
+        }
+        Command::Killall { data_dir } => runtime.block_on(node::killall(&data_dir)),
     }
 }

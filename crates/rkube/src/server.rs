@@ -65,6 +65,12 @@ pub struct ServerArgs {
     /// Extra names or IPs for the serving certificate.
     #[arg(long)]
     pub tls_san: Vec<String>,
+    /// HTTPS port of this node's kubelet (logs, exec, port-forward).
+    #[arg(long, default_value_t = 10250)]
+    pub kubelet_port: u16,
+    /// This node's InternalIP (default: the address the API is advertised on).
+    #[arg(long)]
+    pub node_ip: Option<IpAddr>,
 }
 
 fn progress(start: Instant, msg: &str) {
@@ -185,7 +191,36 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         ),
     );
     if !args.disable_agent {
-        eprintln!("note: the node agent is not available yet; running the control plane only");
+        let node_name = match &args.node_name {
+            Some(n) => n.clone(),
+            None => hostname().context("reading the host name (or pass --node-name)")?,
+        };
+        let node_ip = match args.node_ip {
+            Some(ip) => ip,
+            None => config
+                .advertise_address
+                .parse()
+                .context("the advertise address")?,
+        };
+        let options = crate::node::NodeOptions {
+            data_dir: args.data_dir.clone(),
+            node_name,
+            node_ip,
+            kubelet_port: args.kubelet_port,
+            control_plane: true,
+            cluster_dns: args.cluster_dns.parse().context("--cluster-dns")?,
+            cluster_ca_pem: pki.ca_cert_pem.clone(),
+        };
+        // In-process, the kubelet calls the apiserver's router directly, as a node user.
+        let node_client = kube::Client::new(
+            LocalService::new(srv.clone(), UserInfo::component("system:node")),
+            "default",
+        );
+        tokio::spawn(async move {
+            if let Err(e) = crate::node::run(node_client, options).await {
+                eprintln!("node agent stopped: {e:#}");
+            }
+        });
     }
     tokio::signal::ctrl_c().await?;
     progress(start, "shutting down");
@@ -246,7 +281,7 @@ fn host_addresses() -> Vec<String> {
     out
 }
 
-fn hostname() -> std::io::Result<String> {
+pub(crate) fn hostname() -> std::io::Result<String> {
     Ok(std::fs::read_to_string("/proc/sys/kernel/hostname")?
         .trim()
         .to_string())

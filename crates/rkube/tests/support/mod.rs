@@ -16,8 +16,14 @@ pub struct Server {
     pub port: u16,
     /// Extra flags it was started with.
     args: Vec<String>,
+    /// Whether it runs its own node (the agent), with busybox images imported.
+    node: bool,
     child: Option<Child>,
 }
+
+/// The test image: Debian's busybox-static as an OCI image, imported into every node that
+/// tests start (`<data-dir>/agent/images/`), so no test needs a registry on the internet.
+pub const BUSYBOX: &str = "busybox:1.36";
 
 /// The real kubectl: `$RKUBE_KUBECTL`, else `.tools/kubectl` (installed by
 /// `scripts/install-test-deps.sh`).
@@ -50,13 +56,53 @@ impl Server {
 
     /// Starts a server with extra flags.
     pub fn start_with(extra: &[&str]) -> Server {
+        Self::start_inner(extra, false)
+    }
+
+    /// Starts a server that is also a node (its agent runs pods as real containers), with
+    /// the busybox test image imported.
+    pub fn start_node() -> Server {
+        Self::start_node_with(&[])
+    }
+
+    /// `start_node` with extra flags.
+    pub fn start_node_with(extra: &[&str]) -> Server {
+        Self::start_inner(extra, true)
+    }
+
+    fn start_inner(extra: &[&str], node: bool) -> Server {
         let mut s = Server {
             dir: tempfile::tempdir().unwrap(),
             port: free_port(),
             args: extra.iter().map(|s| s.to_string()).collect(),
+            node,
             child: None,
         };
+        if node {
+            let images = s.dir.path().join("agent/images");
+            std::fs::create_dir_all(&images).unwrap();
+            rkube_image::testing::busybox_oci_archive(&images.join("busybox.tar"), BUSYBOX)
+                .expect("build the busybox test image (is busybox-static installed?)");
+            let kubelet_port = free_port().to_string();
+            s.args.extend(
+                ["--kubelet-port", &kubelet_port, "--node-name", "node-1"]
+                    .iter()
+                    .map(|a| a.to_string()),
+            );
+        }
         s.spawn();
+        if node {
+            assert!(
+                eventually(Duration::from_secs(30), || {
+                    s.kubectl(&["get", "node", "node-1"]).status.success()
+                        && s.jsonpath(
+                            &["node", "node-1"],
+                            "{.status.conditions[?(@.type==\"Ready\")].status}",
+                        ) == "True"
+                }),
+                "the server's node did not become Ready"
+            );
+        }
         s
     }
 
@@ -67,9 +113,13 @@ impl Server {
             .arg(self.dir.path())
             .arg("--https-listen-port")
             .arg(self.port.to_string())
-            .arg("--bind-address")
-            .arg("127.0.0.1")
-            .arg("--disable-agent")
+            .args(
+                (!self.args.iter().any(|a| a == "--bind-address"))
+                    .then_some(["--bind-address", "127.0.0.1"])
+                    .into_iter()
+                    .flatten(),
+            )
+            .args((!self.node).then_some("--disable-agent"))
             .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -215,7 +265,20 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+        if self.node {
+            killall(self.dir.path());
+        }
     }
+}
+
+/// Stops every pod a node left running under `data_dir` (containers outlive their agent by
+/// design) and removes their mounts and cgroups: `rkube killall`.
+pub fn killall(data_dir: &Path) {
+    let _ = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args(["killall", "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .status();
 }
 
 /// Polls `f` until it returns true or `timeout` passes.
