@@ -149,7 +149,7 @@ fn pulls_from_a_registry_without_auth() {
     ));
     assert!(
         eventually(Duration::from_secs(60), || {
-            let reason = s.jsonpath(
+            let reason = s.jsonpath_or_empty(
                 &["pod", "missing"],
                 "{.status.containerStatuses[0].state.waiting.reason}",
             );
@@ -171,7 +171,7 @@ fn pulls_with_htpasswd_auth_need_the_pull_secret() {
     s.apply(&pod("no-secret", &image, None));
     assert!(
         eventually(Duration::from_secs(60), || {
-            let reason = s.jsonpath(
+            let reason = s.jsonpath_or_empty(
                 &["pod", "no-secret"],
                 "{.status.containerStatuses[0].state.waiting.reason}",
             );

@@ -37,7 +37,7 @@ spec:
     // the failing container.
     assert!(
         eventually(Duration::from_secs(60), || {
-            s.jsonpath(
+            s.jsonpath_or_empty(
                 &["pod", "static-web-node-1"],
                 "{.status.containerStatuses[0].restartCount}",
             )
@@ -60,7 +60,7 @@ spec:
             s.kubectl(&["get", "pod", "static-web-node-1"])
                 .status
                 .success()
-                && s.jsonpath(
+                && s.jsonpath_or_empty(
                     &["pod", "static-web-node-1"],
                     "{.metadata.deletionTimestamp}",
                 )
@@ -200,7 +200,7 @@ fn an_agent_in_its_own_network_namespace_joins_and_runs_a_pod() {
     let _agent = start_agent(&s, &ns, "node-2", agent_dir.path());
     assert!(
         eventually(Duration::from_secs(30), || {
-            s.jsonpath(
+            s.jsonpath_or_empty(
                 &["node", "node-2"],
                 "{.status.conditions[?(@.type==\"Ready\")].status}",
             ) == "True"

@@ -34,7 +34,7 @@ fn wait_ready(s: &Server, pod: &str) {
 /// Waits for a pod phase.
 fn wait_phase(s: &Server, pod: &str, phase: &str) {
     let ok = eventually(Duration::from_secs(60), || {
-        s.jsonpath(&["pod", pod], "{.status.phase}") == phase
+        s.jsonpath_or_empty(&["pod", pod], "{.status.phase}") == phase
     });
     assert!(
         ok,
@@ -74,14 +74,14 @@ fn run_logs_exec_cp_port_forward_describe_and_delete() {
         "80",
     ]);
     wait_ready(&s, "web");
-    let uid = s.jsonpath(&["pod", "web"], "{.metadata.uid}");
-    let pod_ip = s.jsonpath(&["pod", "web"], "{.status.podIP}");
+    let uid = s.jsonpath_or_empty(&["pod", "web"], "{.metadata.uid}");
+    let pod_ip = s.jsonpath_or_empty(&["pod", "web"], "{.status.podIP}");
     assert!(
         pod_ip.starts_with("10.42."),
         "pod IP {pod_ip:?} is from the node's pod CIDR"
     );
     assert_eq!(
-        s.jsonpath(&["pod", "web"], "{.status.qosClass}"),
+        s.jsonpath_or_empty(&["pod", "web"], "{.status.qosClass}"),
         "BestEffort"
     );
 
@@ -199,7 +199,8 @@ fn logs_with_tail_timestamps_previous_and_selectors() {
         "--",
         "sh",
         "-c",
-        "echo one; echo two >&2; echo three",
+        // stdout and stderr are separate pipes: pauses keep the interleaving deterministic.
+        "echo one; sleep 0.2; echo two >&2; sleep 0.2; echo three",
     ]);
     wait_phase(&s, "talker", "Succeeded");
     assert_eq!(s.ok(&["logs", "talker"]), "one\ntwo\nthree\n");
@@ -212,7 +213,7 @@ fn logs_with_tail_timestamps_previous_and_selectors() {
         "{stamped}"
     );
     assert_eq!(s.ok(&["logs", "-l", "app=talker"]), "one\ntwo\nthree\n");
-    let terminated = s.jsonpath(
+    let terminated = s.jsonpath_or_empty(
         &["pod", "talker"],
         "{.status.containerStatuses[0].state.terminated.reason}",
     );
@@ -230,7 +231,7 @@ fn logs_with_tail_timestamps_previous_and_selectors() {
     ]);
     assert!(
         eventually(Duration::from_secs(60), || {
-            s.jsonpath(
+            s.jsonpath_or_empty(
                 &["pod", "counter"],
                 "{.status.containerStatuses[0].restartCount}",
             )
@@ -379,7 +380,7 @@ spec:
     ]);
     assert!(
         eventually(Duration::from_secs(30), || {
-            s.jsonpath(
+            s.jsonpath_or_empty(
                 &["pod", "needs-secret"],
                 "{.status.containerStatuses[0].state.waiting.reason}",
             ) == "CreateContainerConfigError"
@@ -454,7 +455,7 @@ spec:
     // OOMKilled.
     assert!(
         eventually(Duration::from_secs(60), || {
-            s.jsonpath(
+            s.jsonpath_or_empty(
                 &["pod", "memory-hog"],
                 "{.status.containerStatuses[0].state.terminated.reason}",
             ) == "OOMKilled"
@@ -469,7 +470,7 @@ spec:
     // CrashLoopBackOff with a growing restart count.
     assert!(
         eventually(Duration::from_secs(60), || {
-            s.jsonpath(
+            s.jsonpath_or_empty(
                 &["pod", "crasher"],
                 "{.status.containerStatuses[0].state.waiting.reason}",
             ) == "CrashLoopBackOff"
@@ -485,7 +486,7 @@ spec:
     // A failing liveness probe restarts the container.
     assert!(
         eventually(Duration::from_secs(60), || {
-            s.jsonpath(
+            s.jsonpath_or_empty(
                 &["pod", "liveness"],
                 "{.status.containerStatuses[0].restartCount}",
             )
@@ -501,7 +502,7 @@ spec:
     // A command that does not exist fails with the runtime's reason, not a hang.
     assert!(
         eventually(Duration::from_secs(30), || {
-            s.jsonpath(&["pod", "bad-command"], "{.status.containerStatuses[0]}")
+            s.jsonpath_or_empty(&["pod", "bad-command"], "{.status.containerStatuses[0]}")
                 .contains("executable file not found")
         }),
         "{}",

@@ -352,8 +352,15 @@ pub async fn update_object(
         return Ok(new);
     }
     let key = ctx.key();
-    // A terminating object whose last finalizer is gone is deleted, not updated.
+    // A terminating object whose last finalizer is gone is deleted, not updated; one still in
+    // its grace period (a pod whose kubelet reports its final status) is only updated.
+    let grace_over = old
+        .pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+        == 0;
     if meta::is_terminating(&new)
+        && grace_over
         && meta::finalizers(&new).is_empty()
         && !namespace_pending(ctx, &new)
     {

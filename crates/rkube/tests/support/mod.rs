@@ -351,6 +351,16 @@ impl Server {
         p
     }
 
+    /// `kubectl get <what> -o jsonpath=<template>`, or "" while the object does not exist.
+    pub fn jsonpath_or_empty(&self, what: &[&str], template: &str) -> String {
+        let tpl = format!("jsonpath={template}");
+        let mut args: Vec<&str> = vec!["get"];
+        args.extend_from_slice(what);
+        args.extend_from_slice(&["-o", &tpl]);
+        let out = self.kubectl(&args);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// `kubectl get <what> -o jsonpath=<template>`.
     pub fn jsonpath(&self, what: &[&str], template: &str) -> String {
         let tpl = format!("jsonpath={template}");
