@@ -159,14 +159,11 @@ fn start_agent(s: &Server, ns: &Netns, node: &str, data_dir: &Path) -> NetnsAgen
     std::fs::create_dir_all(&images).unwrap();
     rkube_image::testing::busybox_oci_archive(&images.join("busybox.tar"), BUSYBOX).unwrap();
     let token = std::fs::read_to_string(s.dir.path().join("node-token")).unwrap();
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.name,
-            env!("CARGO_BIN_EXE_rkube"),
-            "agent",
-        ])
+    // nsenter switches only the network namespace (`ip netns exec` would also remount /sys,
+    // hiding the host's cgroup hierarchies from the agent).
+    let child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", ns.name))
+        .args(["--", env!("CARGO_BIN_EXE_rkube"), "agent"])
         .args(["--server", &format!("https://{}:{}", ns.host_ip, s.port)])
         .args(["--token", token.trim(), "--node-name", node])
         .arg("--kubeconfig")

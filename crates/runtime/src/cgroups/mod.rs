@@ -136,7 +136,10 @@ impl Cgroups {
         }
         if hierarchies.is_empty() {
             return Err(io::Error::other(
-                "no cgroup hierarchy is mounted (looked for cgroup v1 cpu/memory/pids mounts and cgroup2 in /proc/self/mountinfo)",
+                "no cgroup hierarchy is mounted (looked for cgroup v1 cpu/memory/pids mounts and \
+                 cgroup2 in /proc/self/mountinfo); mount /sys/fs/cgroup, or, when starting the \
+                 agent in a network namespace, use `nsenter --net=/run/netns/NAME` rather than \
+                 `ip netns exec`, which remounts /sys and hides the cgroup mounts",
             ));
         }
         Ok(Cgroups { hierarchies })
