@@ -7,7 +7,9 @@
 //! are pinned with a required node affinity `matchFields metadata.name In [node]`, so the
 //! scheduler still binds them, and labelled with `controller-revision-hash` and
 //! `pod-template-generation`. Templates are recorded as ControllerRevisions; RollingUpdate
-//! replaces old pods node by node within `maxUnavailable`, OnDelete only when deleted.
+//! replaces old pods node by node within `maxUnavailable` (delete first), or, with
+//! `maxSurge`, starts the new pod beside the old one and deletes the old one once the new
+//! one is available (create first); OnDelete replaces pods only when they are deleted.
 //! A change to any node re-reconciles every DaemonSet.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -288,17 +290,36 @@ pub fn pin_to_node(spec: &Value, node: &str) -> Value {
     spec
 }
 
-/// maxUnavailable resolved against the desired number (percentages round up); at least 1.
-pub fn max_unavailable(v: Option<&IntOrString>, desired: usize) -> usize {
-    let n = match v {
+/// An int-or-percent resolved against the desired number (percentages round up, as
+/// upstream's `GetScaledValueFromIntOrPercent(.., true)`); `default` when unset.
+pub fn scaled(v: Option<&IntOrString>, desired: usize, default: usize) -> usize {
+    match v {
         Some(IntOrString::Int(i)) => (*i).max(0) as usize,
         Some(IntOrString::String(s)) => {
             let pct: f64 = s.trim_end_matches('%').parse().unwrap_or(0.0);
             (pct * desired as f64 / 100.0).ceil().max(0.0) as usize
         }
-        None => 1,
-    };
-    n.max(1)
+        None => default,
+    }
+}
+
+/// maxUnavailable resolved against the desired number (percentages round up); at least 1.
+pub fn max_unavailable(v: Option<&IntOrString>, desired: usize) -> usize {
+    scaled(v, desired, 1).max(1)
+}
+
+/// The RollingUpdate limits of a DaemonSet strategy for `desired` daemon pods.
+pub fn rolling_limits(
+    r: Option<&k8s_openapi::api::apps::v1::RollingUpdateDaemonSet>,
+    desired: usize,
+) -> Rolling {
+    let surge = scaled(r.and_then(|r| r.max_surge.as_ref()), desired, 0);
+    let unavailable = scaled(r.and_then(|r| r.max_unavailable.as_ref()), desired, 1);
+    Rolling {
+        // Both zero would stall the update: upstream then allows one unavailable node.
+        max_unavailable: unavailable.max(1),
+        max_surge: surge,
+    }
 }
 
 fn pod_label<'a>(p: &'a Pod, key: &str) -> Option<&'a str> {
@@ -389,30 +410,102 @@ pub struct NodePods {
     pub failed: Vec<String>,
 }
 
+/// The RollingUpdate limits resolved against the desired number of daemon pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rolling {
+    /// Nodes that may be without an available daemon pod (delete-first updates).
+    pub max_unavailable: usize,
+    /// Nodes that may run an old and a new pod at once (create-first updates); when
+    /// non-zero, maxUnavailable is not used, as upstream.
+    pub max_surge: usize,
+}
+
 /// Decides creations and deletions from each node's pods: the manage step (a pod where one
-/// should run, none where none may) and then the RollingUpdate step when `rolling` holds
-/// maxUnavailable.
-pub fn plan(nodes: &BTreeMap<String, NodePods>, rolling: Option<usize>) -> Plan {
+/// should run, none where none may) and then the RollingUpdate step when `rolling` is set.
+pub fn plan(nodes: &BTreeMap<String, NodePods>, rolling: Option<Rolling>) -> Plan {
     let mut plan = Plan::default();
+    let surge = rolling.is_some_and(|r| r.max_surge > 0);
     for (node, p) in nodes {
         let (run, keep) = p.eligibility;
         plan.delete.extend(p.failed.iter().cloned());
         if run && p.active.is_empty() && !p.terminating {
             plan.create.push(node.clone());
         } else if (run || keep) && p.active.len() > 1 {
-            // Keep the oldest; extras were raced in.
-            plan.delete
-                .extend(p.active[1..].iter().map(|a| a.name.clone()));
+            plan.delete.extend(surplus_daemons(&p.active, surge));
         } else if !keep {
             plan.delete.extend(p.active.iter().map(|a| a.name.clone()));
         }
     }
-    if let Some(max) = rolling {
-        plan.delete.extend(rolling_deletions(nodes, max));
+    match rolling {
+        Some(r) if r.max_surge > 0 => {
+            let (create, delete) = surge_step(nodes, r.max_surge);
+            plan.create.extend(create);
+            plan.delete.extend(delete);
+        }
+        Some(r) => plan
+            .delete
+            .extend(rolling_deletions(nodes, r.max_unavailable)),
+        None => {}
     }
+    plan.create.sort();
+    plan.create.dedup();
     plan.delete.sort();
     plan.delete.dedup();
     plan
+}
+
+/// The extra pods on a node running more than one (oldest first). Without surge only the
+/// oldest stays; with surge the oldest updated and the oldest old pod both stay, since the
+/// old one goes only once the new one is available (upstream's `podsShouldBeOnNode`).
+fn surplus_daemons(active: &[Daemon], surge: bool) -> Vec<String> {
+    if !surge {
+        return active[1..].iter().map(|a| a.name.clone()).collect();
+    }
+    let (mut new_kept, mut old_kept) = (false, false);
+    let mut out = Vec::new();
+    for d in active {
+        let kept = if d.updated {
+            &mut new_kept
+        } else {
+            &mut old_kept
+        };
+        if *kept {
+            out.push(d.name.clone());
+        } else {
+            *kept = true;
+        }
+    }
+    out
+}
+
+/// One create-first RollingUpdate step (upstream's surge path): a node whose new pod is
+/// available loses its old pod; a node with only an old pod gets a new one beside it while
+/// fewer than `max_surge` nodes are surging; a node whose old pod is unavailable anyway gets
+/// its new pod regardless. Returns (nodes to create on, pods to delete).
+fn surge_step(nodes: &BTreeMap<String, NodePods>, max_surge: usize) -> (Vec<String>, Vec<String>) {
+    let mut surging = 0;
+    let mut delete = Vec::new();
+    let mut allowed = Vec::new();
+    let mut candidates = Vec::new();
+    for (node, p) in nodes.iter().filter(|(_, p)| p.eligibility.0) {
+        let new = p.active.iter().find(|d| d.updated);
+        let old = p.active.iter().find(|d| !d.updated);
+        match (new, old) {
+            (_, None) => {}
+            (None, Some(old)) if !old.available => allowed.push(node.clone()),
+            (None, Some(_)) => candidates.push(node.clone()),
+            (Some(new), Some(old)) => {
+                if new.available {
+                    delete.push(old.name.clone());
+                } else {
+                    surging += 1;
+                }
+            }
+        }
+    }
+    let room = max_surge.saturating_sub(surging).min(candidates.len());
+    allowed.extend(candidates.into_iter().take(room));
+    (allowed, delete)
 }
 
 /// Old pods to delete in one RollingUpdate step: unavailable old pods always, available ones
@@ -494,11 +587,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let strategy = spec.update_strategy.clone().unwrap_or_default();
     let rolling = (strategy.type_.as_deref() != Some("OnDelete")).then(|| {
         let desired = by_node.values().filter(|p| p.eligibility.0).count();
-        let max = strategy
-            .rolling_update
-            .as_ref()
-            .and_then(|r| r.max_unavailable.as_ref());
-        max_unavailable(max, desired)
+        rolling_limits(strategy.rolling_update.as_ref(), desired)
     });
     let plan = plan(&by_node, rolling);
     execute(&ctx, &sync, &pods_api, &plan).await?;
@@ -511,7 +600,11 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let limit = spec.revision_history_limit.unwrap_or(10);
     revisions::cleanup(&rev_api, &all_revisions, &keep, &live, limit).await?;
 
-    let pending = write_status(&ctx, &sync, &by_node).await?;
+    let mut pending = write_status(&ctx, &sync, &by_node).await?;
+    // A surging node's new pod is not the one status counts, but its availability matters.
+    pending |= by_node
+        .values()
+        .any(|p| p.active.iter().any(|d| d.ready && !d.available));
     Ok(
         if pending || !plan.create.is_empty() || !plan.delete.is_empty() {
             // Availability after minReadySeconds is not announced by any watch event.
@@ -872,6 +965,96 @@ mod tests {
         assert_eq!(p.delete, vec!["p-b", "p-c2"]);
     }
 
+    fn unavailable(n: usize) -> Option<Rolling> {
+        Some(Rolling {
+            max_unavailable: n,
+            max_surge: 0,
+        })
+    }
+
+    fn surge(n: usize) -> Option<Rolling> {
+        Some(Rolling {
+            max_unavailable: 1,
+            max_surge: n,
+        })
+    }
+
+    #[test]
+    fn rolling_limits_follow_upstream_defaults() {
+        use k8s_openapi::api::apps::v1::RollingUpdateDaemonSet;
+        assert_eq!(rolling_limits(None, 10), unavailable(1).unwrap());
+        let r = RollingUpdateDaemonSet {
+            max_surge: Some(IntOrString::String("25%".into())),
+            max_unavailable: Some(IntOrString::Int(0)),
+        };
+        assert_eq!(rolling_limits(Some(&r), 10), surge(3).unwrap());
+        let zero = RollingUpdateDaemonSet {
+            max_surge: Some(IntOrString::Int(0)),
+            max_unavailable: Some(IntOrString::Int(0)),
+        };
+        assert_eq!(rolling_limits(Some(&zero), 10), unavailable(1).unwrap());
+    }
+
+    #[test]
+    fn surge_creates_first_and_deletes_once_the_new_pod_is_available() {
+        let nodes: BTreeMap<String, NodePods> = ["a", "b", "c"]
+            .iter()
+            .map(|n| {
+                (
+                    n.to_string(),
+                    on((true, true), vec![daemon(&format!("old-{n}"), false, true)]),
+                )
+            })
+            .collect();
+        // Nothing is deleted up front; new pods start on up to maxSurge nodes.
+        let p = plan(&nodes, surge(1));
+        assert_eq!((p.create, p.delete), (vec!["a".to_string()], vec![]));
+        let p = plan(&nodes, surge(2));
+        assert_eq!(p.create, vec!["a", "b"]);
+        // While the new pod on a is not available, both stay and no other node surges.
+        let mut a = nodes.clone();
+        a.insert(
+            "a".into(),
+            on(
+                (true, true),
+                vec![daemon("old-a", false, true), daemon("new-a", true, false)],
+            ),
+        );
+        assert_eq!(plan(&a, surge(1)), Plan::default());
+        // Once it is available the old one goes, and the next node may surge.
+        a.get_mut("a").unwrap().active[1].available = true;
+        let p = plan(&a, surge(1));
+        assert_eq!(p.delete, vec!["old-a"]);
+        assert_eq!(p.create, vec!["b"]);
+        // A node whose old pod is unavailable gets its new pod beyond maxSurge.
+        let mut broken = a.clone();
+        broken.get_mut("a").unwrap().active[1].available = false;
+        broken.insert(
+            "c".into(),
+            on((true, true), vec![daemon("old-c", false, false)]),
+        );
+        let p = plan(&broken, surge(1));
+        assert_eq!((p.create, p.delete), (vec!["c".to_string()], vec![]));
+        // Extra pods beyond one new and one old are cleared away.
+        let crowded = BTreeMap::from([(
+            "a".to_string(),
+            on(
+                (true, true),
+                vec![
+                    daemon("old-1", false, true),
+                    daemon("new-1", true, false),
+                    daemon("old-2", false, true),
+                    daemon("new-2", true, false),
+                ],
+            ),
+        )]);
+        assert_eq!(plan(&crowded, surge(1)).delete, vec!["new-2", "old-2"]);
+        assert_eq!(
+            plan(&crowded, unavailable(1)).delete,
+            vec!["new-1", "new-2", "old-2"]
+        );
+    }
+
     #[test]
     fn rolling_update_stays_within_max_unavailable() {
         let nodes: BTreeMap<String, NodePods> = ["a", "b", "c"]
@@ -883,21 +1066,21 @@ mod tests {
                 )
             })
             .collect();
-        assert_eq!(plan(&nodes, Some(1)).delete, vec!["old-a"]);
-        assert_eq!(plan(&nodes, Some(2)).delete.len(), 2);
+        assert_eq!(plan(&nodes, unavailable(1)).delete, vec!["old-a"]);
+        assert_eq!(plan(&nodes, unavailable(2)).delete.len(), 2);
         // While one node has no available pod, no further available pod goes.
         let mut busy = nodes.clone();
         busy.insert(
             "a".into(),
             on((true, true), vec![daemon("new-a", true, false)]),
         );
-        assert!(plan(&busy, Some(1)).delete.is_empty());
+        assert!(plan(&busy, unavailable(1)).delete.is_empty());
         // Old pods that are unavailable anyway are replaced at once.
         let mut broken = nodes.clone();
         broken.insert(
             "b".into(),
             on((true, true), vec![daemon("old-b", false, false)]),
         );
-        assert_eq!(plan(&broken, Some(1)).delete, vec!["old-b"]);
+        assert_eq!(plan(&broken, unavailable(1)).delete, vec!["old-b"]);
     }
 }

@@ -2,7 +2,10 @@
 //! succeeded (NonIndexed), or one pod per completion index has (Indexed), keeping at most
 //! `parallelism` active; fails the Job past `backoffLimit` failed pods or
 //! `activeDeadlineSeconds`; honours `suspend`; deletes finished Jobs after
-//! `ttlSecondsAfterFinished`.
+//! `ttlSecondsAfterFinished`. A `podFailurePolicy` decides what a failed pod means (FailJob,
+//! FailIndex, Ignore, Count, by exit codes or pod conditions); Indexed Jobs may have a
+//! `successPolicy` (succeededIndexes / succeededCount) and `backoffLimitPerIndex` /
+//! `maxFailedIndexes` (`status.failedIndexes`).
 //!
 //! Status counts come from the Job's pods, which stay until the Job itself is deleted (the
 //! garbage collector removes them with it), so a LIST per reconcile sees every finished pod.
@@ -16,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{Job, PodFailurePolicy, SuccessPolicy};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
@@ -30,6 +33,11 @@ use crate::pods::{self, is_ready};
 
 /// Annotation and label carrying an Indexed Job pod's completion index.
 pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
+/// Annotation with the failures of a pod's index so far that count towards
+/// `backoffLimitPerIndex`.
+pub const INDEX_FAILURE_COUNT: &str = "batch.kubernetes.io/job-index-failure-count";
+/// Annotation with the failures of a pod's index so far that the pod failure policy ignored.
+pub const INDEX_IGNORED_FAILURE_COUNT: &str = "batch.kubernetes.io/job-index-ignored-failure-count";
 /// First delay before re-creating a pod after a failure; doubles per failure.
 const BACKOFF_BASE: Duration = Duration::from_secs(10);
 /// Longest delay between failures (upstream's `MaxJobBackOff`).
@@ -56,6 +64,16 @@ pub struct Spec {
     pub suspend: bool,
     /// Seconds a finished Job is kept.
     pub ttl_after_finished: Option<i64>,
+    /// Rules deciding what a failed pod means.
+    pub pod_failure_policy: Option<PodFailurePolicy>,
+    /// Rules declaring an Indexed Job successful before all indexes succeeded.
+    pub success_policy: Option<SuccessPolicy>,
+    /// Failures tolerated per index (Indexed Jobs).
+    pub backoff_limit_per_index: Option<i64>,
+    /// Failed indexes tolerated before the Job fails.
+    pub max_failed_indexes: Option<i64>,
+    /// podReplacementPolicy `Failed`: replacements wait until terminating pods are gone.
+    pub replace_only_failed: bool,
 }
 
 impl Spec {
@@ -70,6 +88,12 @@ impl Spec {
             active_deadline: s.and_then(|s| s.active_deadline_seconds),
             suspend: s.and_then(|s| s.suspend).unwrap_or(false),
             ttl_after_finished: s.and_then(|s| s.ttl_seconds_after_finished).map(i64::from),
+            pod_failure_policy: s.and_then(|s| s.pod_failure_policy.clone()),
+            success_policy: s.and_then(|s| s.success_policy.clone()),
+            backoff_limit_per_index: s.and_then(|s| s.backoff_limit_per_index).map(i64::from),
+            max_failed_indexes: s.and_then(|s| s.max_failed_indexes).map(i64::from),
+            replace_only_failed: s.and_then(|s| s.pod_replacement_policy.as_deref())
+                == Some("Failed"),
         }
     }
 }
@@ -93,6 +117,132 @@ pub struct Counts {
     pub active_indexes: BTreeMap<i64, i64>,
     /// When the last failed pod finished.
     pub last_failure: Option<jiff::Timestamp>,
+    /// Failed pods the pod failure policy said to ignore (not in `failed`).
+    pub ignored: i64,
+    /// The message of the first failed pod matching a FailJob rule.
+    pub fail_job: Option<String>,
+    /// Per index (Indexed mode): counted failures and when the last one finished.
+    pub index_failures: BTreeMap<i64, (i64, Option<jiff::Timestamp>)>,
+    /// Per index: failures the policy ignored.
+    pub index_ignored: BTreeMap<i64, i64>,
+    /// Indexes failed for good: past `backoffLimitPerIndex`, or by a FailIndex rule.
+    pub failed_indexes: BTreeSet<i64>,
+}
+
+/// What a pod failure policy rule says to do with a failed pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureAction {
+    /// Fail the whole Job at once.
+    FailJob,
+    /// Fail the pod's index (with backoffLimitPerIndex).
+    FailIndex,
+    /// Do not count the failure; replace the pod.
+    Ignore,
+    /// Count the failure as usual.
+    Count,
+}
+
+/// Matches a failed pod against the pod failure policy as upstream's
+/// `matchPodFailurePolicy`: the first rule whose `onExitCodes` match a terminated container
+/// (regular containers first, then init containers; exit code 0 never matches) or whose
+/// `onPodConditions` match a pod condition decides. Returns the action and, for FailJob,
+/// the Job condition's message. None when no rule matches (the failure counts).
+pub fn match_pod_failure_policy(
+    policy: &PodFailurePolicy,
+    pod: &Pod,
+) -> Option<(FailureAction, Option<String>)> {
+    let status = pod.status.as_ref();
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    for (index, rule) in policy.rules.iter().enumerate() {
+        let action = match rule.action.as_str() {
+            "FailJob" => FailureAction::FailJob,
+            "FailIndex" => FailureAction::FailIndex,
+            "Ignore" => FailureAction::Ignore,
+            "Count" => FailureAction::Count,
+            // An action this controller does not know: upstream skips the rule.
+            _ => continue,
+        };
+        let matched = if let Some(req) = &rule.on_exit_codes {
+            let lists = status.into_iter().flat_map(|s| {
+                let regular = s.container_statuses.iter().flatten();
+                regular.chain(s.init_container_statuses.iter().flatten())
+            });
+            lists
+                .filter(|c| req.container_name.as_ref().is_none_or(|n| *n == c.name))
+                .find_map(|c| {
+                    let code = c.state.as_ref()?.terminated.as_ref()?.exit_code;
+                    let listed = req.values.contains(&code);
+                    let hit = code != 0
+                        && match req.operator.as_str() {
+                            "In" => listed,
+                            "NotIn" => !listed,
+                            _ => false,
+                        };
+                    hit.then(|| {
+                        format!(
+                            "Container {} for pod {ns}/{name} failed with exit code {code} matching {} rule at index {index}",
+                            c.name, rule.action
+                        )
+                    })
+                })
+        } else if let Some(patterns) = &rule.on_pod_conditions {
+            let conds = status.and_then(|s| s.conditions.as_ref());
+            conds.into_iter().flatten().find_map(|c| {
+                let hit = patterns.iter().any(|p| {
+                    p.type_ == c.type_ && p.status.as_deref().unwrap_or("True") == c.status
+                });
+                hit.then(|| {
+                    format!(
+                        "Pod {ns}/{name} has condition {} matching {} rule at index {index}",
+                        c.type_, rule.action
+                    )
+                })
+            })
+        } else {
+            None
+        };
+        if let Some(message) = matched {
+            let message = (action == FailureAction::FailJob).then_some(message);
+            return Some((action, message));
+        }
+    }
+    None
+}
+
+/// Whether a success policy rule is met by the succeeded indexes (upstream's
+/// `matchSuccessPolicy`): all of `succeededIndexes`, or `succeededCount` of them, or
+/// `succeededCount` indexes at all. Returns the SuccessCriteriaMet message.
+pub fn match_success_policy(
+    policy: &SuccessPolicy,
+    completions: i64,
+    succeeded: &BTreeSet<i64>,
+) -> Option<String> {
+    if succeeded.is_empty() {
+        return None;
+    }
+    for (index, rule) in policy.rules.iter().enumerate() {
+        let count = rule.succeeded_count.map(i64::from);
+        let met = match &rule.succeeded_indexes {
+            Some(text) => {
+                let required: BTreeSet<i64> = parse_indexes(text)
+                    .into_iter()
+                    .filter(|i| *i < completions)
+                    .collect();
+                let have = required.intersection(succeeded).count() as i64;
+                !required.is_empty()
+                    && match count {
+                        Some(n) => have >= n,
+                        None => have == required.len() as i64,
+                    }
+            }
+            None => count.is_some_and(|n| succeeded.len() as i64 >= n),
+        };
+        if met {
+            return Some(format!("Matched rules at index {index}"));
+        }
+    }
+    None
 }
 
 fn phase(p: &Pod) -> &str {
@@ -137,8 +287,36 @@ pub fn count_pods(pods: &[Pod], spec: &Spec) -> Counts {
             }
             "Succeeded" => c.succeeded += 1,
             "Failed" => {
+                let verdict = spec
+                    .pod_failure_policy
+                    .as_ref()
+                    .and_then(|policy| match_pod_failure_policy(policy, p));
+                match verdict {
+                    Some((FailureAction::Ignore, _)) => {
+                        c.ignored += 1;
+                        if let Some(i) = index {
+                            *c.index_ignored.entry(i).or_default() += 1;
+                        }
+                        continue;
+                    }
+                    Some((FailureAction::FailJob, message)) => {
+                        c.fail_job = c.fail_job.take().or(message);
+                    }
+                    Some((FailureAction::FailIndex, _))
+                        if spec.backoff_limit_per_index.is_some() =>
+                    {
+                        c.failed_indexes.extend(index);
+                    }
+                    _ => {}
+                }
                 c.failed += 1;
-                c.last_failure = c.last_failure.max(finished_at(p));
+                let at = finished_at(p);
+                c.last_failure = c.last_failure.max(at);
+                if let Some(i) = index {
+                    let e = c.index_failures.entry(i).or_insert((0, None));
+                    e.0 += 1;
+                    e.1 = e.1.max(at);
+                }
             }
             _ if p.metadata.deletion_timestamp.is_some() => c.terminating += 1,
             _ => {
@@ -151,6 +329,13 @@ pub fn count_pods(pods: &[Pod], spec: &Spec) -> Counts {
         }
     }
     if spec.indexed {
+        if let Some(limit) = spec.backoff_limit_per_index {
+            let over = c.index_failures.iter().filter(|(_, (n, _))| *n > limit);
+            c.failed_indexes.extend(over.map(|(i, _)| *i));
+        }
+        // An index that succeeded after all is not failed.
+        let done = c.completed_indexes.clone();
+        c.failed_indexes.retain(|i| !done.contains(i));
         c.succeeded = c.completed_indexes.len() as i64;
     }
     c
@@ -161,21 +346,26 @@ pub fn count_pods(pods: &[Pod], spec: &Spec) -> Counts {
 pub enum Outcome {
     /// Still has work to do.
     Running,
-    /// Enough pods succeeded.
-    Succeeded,
+    /// Succeeded, with the condition's reason and message.
+    Succeeded(&'static str, String),
     /// Failed, with the condition's reason and message.
-    Failed(&'static str, &'static str),
+    Failed(&'static str, String),
 }
 
-/// Decides success or failure. Failure wins, as upstream checks it first.
+/// Decides success or failure in upstream's order: a FailJob rule, the backoff limit, the
+/// active deadline, failed indexes, then the success policy and completions.
 pub fn outcome(
     spec: &Spec,
     c: &Counts,
     start: Option<jiff::Timestamp>,
     now: jiff::Timestamp,
 ) -> Outcome {
+    let failed = |r: &'static str, m: &str| Outcome::Failed(r, m.to_string());
+    if let Some(message) = &c.fail_job {
+        return failed("PodFailurePolicy", message);
+    }
     if c.failed > spec.backoff_limit {
-        return Outcome::Failed(
+        return failed(
             "BackoffLimitExceeded",
             "Job has reached the specified backoff limit",
         );
@@ -183,10 +373,28 @@ pub fn outcome(
     if let (Some(deadline), Some(start)) = (spec.active_deadline, start)
         && now.duration_since(start).as_secs() >= deadline
     {
-        return Outcome::Failed(
+        return failed(
             "DeadlineExceeded",
             "Job was active longer than specified deadline",
         );
+    }
+    if spec.indexed && spec.backoff_limit_per_index.is_some() {
+        let n = c.failed_indexes.len() as i64;
+        if spec.max_failed_indexes.is_some_and(|max| n > max) {
+            return failed(
+                "MaxFailedIndexesExceeded",
+                "Job has exceeded the specified maximal number of failed indexes",
+            );
+        }
+        if n > 0 && n + c.succeeded >= spec.completions.unwrap_or(0) {
+            return failed("FailedIndexes", "Job has failed indexes");
+        }
+    }
+    if spec.indexed
+        && let (Some(policy), Some(n)) = (&spec.success_policy, spec.completions)
+        && let Some(message) = match_success_policy(policy, n, &c.completed_indexes)
+    {
+        return Outcome::Succeeded("SuccessPolicy", message);
     }
     let done = match spec.completions {
         Some(n) => c.succeeded >= n,
@@ -195,7 +403,10 @@ pub fn outcome(
         None => c.succeeded > 0 && c.active == 0,
     };
     if done {
-        Outcome::Succeeded
+        Outcome::Succeeded(
+            "CompletionsReached",
+            "Reached expected number of succeeded pods".into(),
+        )
     } else {
         Outcome::Running
     }
@@ -207,32 +418,50 @@ pub fn wanted_active(spec: &Spec, c: &Counts) -> i64 {
         return 0;
     }
     match spec.completions {
-        Some(n) => spec.parallelism.min(n - c.succeeded).max(0),
+        Some(n) => {
+            let left = n - c.succeeded - c.failed_indexes.len() as i64;
+            spec.parallelism.min(left).max(0)
+        }
         // A work queue with a success: create no more, but let the running pods finish.
         None if c.succeeded > 0 => c.active,
         None => spec.parallelism,
     }
 }
 
-/// The lowest indexes of an Indexed Job that neither succeeded nor run, at most `n`.
+/// The lowest indexes of an Indexed Job that neither succeeded, failed for good nor run,
+/// at most `n`.
 pub fn pending_indexes(spec: &Spec, c: &Counts, n: i64) -> Vec<i64> {
     (0..spec.completions.unwrap_or(0))
-        .filter(|i| !c.completed_indexes.contains(i) && !c.active_indexes.contains_key(i))
+        .filter(|i| {
+            !c.completed_indexes.contains(i)
+                && !c.failed_indexes.contains(i)
+                && !c.active_indexes.contains_key(i)
+        })
         .take(n.max(0) as usize)
         .collect()
+}
+
+/// How long index `i` must wait before its pod is re-created (per-index backoff: 10 s
+/// doubling per failure of that index, from its last failure).
+pub fn index_backoff_remaining(c: &Counts, i: i64, now: jiff::Timestamp) -> Option<Duration> {
+    let (failed, last) = c.index_failures.get(&i)?;
+    delay_after(*failed, (*last)?, now)
+}
+
+fn delay_after(failed: i64, last: jiff::Timestamp, now: jiff::Timestamp) -> Option<Duration> {
+    if failed <= 0 {
+        return None;
+    }
+    let shift = (failed - 1).clamp(0, 16) as u32;
+    let delay = BACKOFF_BASE.saturating_mul(1 << shift).min(BACKOFF_MAX);
+    let elapsed = Duration::try_from(now.duration_since(last)).unwrap_or_default();
+    delay.checked_sub(elapsed).filter(|d| !d.is_zero())
 }
 
 /// How long to wait before creating pods again after failures: 10 s doubling per failed pod
 /// up to 6 min, counted from the last failure; None when no wait is due.
 pub fn backoff_remaining(c: &Counts, now: jiff::Timestamp) -> Option<Duration> {
-    let last = c.last_failure?;
-    if c.failed == 0 {
-        return None;
-    }
-    let shift = (c.failed - 1).clamp(0, 16) as u32;
-    let delay = BACKOFF_BASE.saturating_mul(1 << shift).min(BACKOFF_MAX);
-    let elapsed = Duration::try_from(now.duration_since(last)).unwrap_or_default();
-    delay.checked_sub(elapsed).filter(|d| !d.is_zero())
+    delay_after(c.failed, c.last_failure?, now)
 }
 
 /// Renders indexes as upstream's `completedIndexes`: ascending, runs as `a-b`, comma-joined.
@@ -301,8 +530,9 @@ pub fn condition_true(conds: &[Value], type_: &str) -> bool {
         .any(|c| c["type"] == type_ && c["status"] == "True")
 }
 
-/// A pod for the Job from its template; `index` for Indexed Jobs.
-pub fn new_pod(job: &Job, index: Option<i64>) -> Value {
+/// A pod for the Job from its template; `index` for Indexed Jobs, with the index's failures
+/// so far (counted, ignored) when the Job has `backoffLimitPerIndex`.
+pub fn new_pod(job: &Job, index: Option<i64>, failures: Option<(i64, i64)>) -> Value {
     let name = job.name_any();
     let template = job
         .spec
@@ -331,6 +561,12 @@ pub fn new_pod(job: &Job, index: Option<i64>) -> Value {
         }
         spec["hostname"] = json!(format!("{name}-{i}"));
         add_index_env(&mut spec);
+        if let Some((counted, ignored)) = failures {
+            metadata["annotations"][INDEX_FAILURE_COUNT] = json!(counted.to_string());
+            if ignored > 0 {
+                metadata["annotations"][INDEX_IGNORED_FAILURE_COUNT] = json!(ignored.to_string());
+            }
+        }
     }
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec})
 }
@@ -458,6 +694,14 @@ fn keep_monotonic(c: &mut Counts, status: &Value, spec: &Spec) {
         c.completed_indexes
             .extend(before.into_iter().filter(|i| *i < n));
         c.succeeded = c.completed_indexes.len() as i64;
+        if spec.backoff_limit_per_index.is_some() {
+            let failed = parse_indexes(status["failedIndexes"].as_str().unwrap_or(""));
+            c.failed_indexes.extend(
+                failed
+                    .into_iter()
+                    .filter(|i| *i < n && !c.completed_indexes.contains(i)),
+            );
+        }
     } else {
         c.succeeded = c.succeeded.max(prev("succeeded"));
     }
@@ -563,9 +807,24 @@ impl Sync<'_> {
             return self.suspend(pods, c).await;
         }
         self.resume().await;
+        // Once reached, an interim condition decides the end, whatever the pods do while
+        // they are being terminated (upstream never re-evaluates it).
+        let interim = self.conds.iter().find_map(|cond| {
+            let t = cond["type"].as_str()?;
+            let text = |k: &str| cond[k].as_str().unwrap_or_default().to_string();
+            (cond["status"] == "True" && (t == "FailureTarget" || t == "SuccessCriteriaMet"))
+                .then(|| (t == "FailureTarget", text("reason"), text("message")))
+        });
+        if let Some((failed, reason, message)) = interim {
+            return if failed {
+                self.fail(pods, c, &reason, &message).await
+            } else {
+                self.succeed(pods, c, &reason, &message).await
+            };
+        }
         match outcome(self.spec, c, self.start_time(), self.now) {
-            Outcome::Failed(reason, message) => self.fail(pods, c, reason, message).await,
-            Outcome::Succeeded => self.succeed(pods, c).await,
+            Outcome::Failed(reason, message) => self.fail(pods, c, reason, &message).await,
+            Outcome::Succeeded(reason, message) => self.succeed(pods, c, reason, &message).await,
             Outcome::Running => self.keep_running(pods, c).await,
         }
     }
@@ -630,13 +889,15 @@ impl Sync<'_> {
         Ok(())
     }
 
-    async fn succeed(&mut self, pods: &[Pod], c: &mut Counts) -> Result<(), Error> {
+    async fn succeed(
+        &mut self,
+        pods: &[Pod],
+        c: &mut Counts,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), Error> {
         self.delete_active(pods, c).await?;
         let now = self.now_str();
-        let (reason, message) = (
-            "CompletionsReached",
-            "Reached expected number of succeeded pods",
-        );
         set_condition(
             &mut self.conds,
             "SuccessCriteriaMet",
@@ -666,15 +927,34 @@ impl Sync<'_> {
             surplus.truncate((c.active - want) as usize);
             return self.delete_pods(&surplus, c).await;
         }
-        if c.active == want {
+        // With podReplacementPolicy Failed, a terminating pod still holds its place.
+        let busy = c.active
+            + if self.spec.replace_only_failed {
+                c.terminating
+            } else {
+                0
+            };
+        if busy >= want {
             return Ok(());
         }
-        if let Some(wait) = backoff_remaining(c, self.now) {
+        let per_index = self.spec.indexed && self.spec.backoff_limit_per_index.is_some();
+        if !per_index && let Some(wait) = backoff_remaining(c, self.now) {
             self.wake_in(wait);
             return Ok(());
         }
-        let n = (want - c.active).min(BURST);
-        let indexes: Vec<Option<i64>> = if self.spec.indexed {
+        let n = (want - busy).min(BURST);
+        let indexes: Vec<Option<i64>> = if per_index {
+            // Each index backs off on its own failures only.
+            let mut ready = Vec::new();
+            for i in pending_indexes(self.spec, c, i64::MAX) {
+                match index_backoff_remaining(c, i, self.now) {
+                    Some(wait) => self.wake_in(wait),
+                    None if (ready.len() as i64) < n => ready.push(Some(i)),
+                    None => {}
+                }
+            }
+            ready
+        } else if self.spec.indexed {
             pending_indexes(self.spec, c, n)
                 .into_iter()
                 .map(Some)
@@ -687,7 +967,13 @@ impl Sync<'_> {
 
     async fn create_pods(&mut self, indexes: &[Option<i64>], c: &mut Counts) -> Result<(), Error> {
         for index in indexes {
-            let pod: Pod = serde_json::from_value(new_pod(self.job, *index))
+            let failures = index
+                .filter(|_| self.spec.backoff_limit_per_index.is_some())
+                .map(|i| {
+                    let counted = c.index_failures.get(&i).map_or(0, |f| f.0);
+                    (counted, c.index_ignored.get(&i).copied().unwrap_or(0))
+                });
+            let pod: Pod = serde_json::from_value(new_pod(self.job, *index, failures))
                 .map_err(kube::Error::SerdeError)?;
             let created = self.api.create(&PostParams::default(), &pod).await?;
             c.active += 1;
@@ -737,6 +1023,10 @@ impl Sync<'_> {
         next["uncountedTerminatedPods"] = json!({});
         if self.spec.indexed && !c.completed_indexes.is_empty() {
             next["completedIndexes"] = json!(format_indexes(&c.completed_indexes));
+        }
+        if self.spec.indexed && self.spec.backoff_limit_per_index.is_some() {
+            // Upstream always reports it for such Jobs, empty when none failed.
+            next["failedIndexes"] = json!(format_indexes(&c.failed_indexes));
         }
         next["conditions"] = if self.conds.is_empty() {
             Value::Null
@@ -791,6 +1081,11 @@ mod tests {
             active_deadline: None,
             suspend: false,
             ttl_after_finished: None,
+            pod_failure_policy: None,
+            success_policy: None,
+            backoff_limit_per_index: None,
+            max_failed_indexes: None,
+            replace_only_failed: false,
         }
     }
 
@@ -859,6 +1154,213 @@ mod tests {
         assert_eq!(pending_indexes(&s, &c, 5), vec![1]);
     }
 
+    fn completions_reached() -> Outcome {
+        Outcome::Succeeded(
+            "CompletionsReached",
+            "Reached expected number of succeeded pods".into(),
+        )
+    }
+
+    /// A failed pod with one terminated container and the given conditions.
+    fn failed_pod(name: &str, index: Option<i64>, container: &str, code: i32, conds: Value) -> Pod {
+        let mut v = json!({"metadata": {"name": name, "namespace": "ns"},
+            "status": {"phase": "Failed", "conditions": conds, "containerStatuses": [{
+                "name": container, "image": "i", "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"terminated": {"exitCode": code}}}]}});
+        if let Some(i) = index {
+            v["metadata"]["annotations"] = json!({COMPLETION_INDEX: i.to_string()});
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn policy(rules: Value) -> PodFailurePolicy {
+        serde_json::from_value(json!({"rules": rules})).unwrap()
+    }
+
+    #[test]
+    fn pod_failure_policy_rules_match_in_order() {
+        let p = policy(json!([
+            {"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In", "values": [42]}},
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            {"action": "Count", "onExitCodes": {"operator": "NotIn", "values": [1, 2]}},
+            {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [1]}},
+        ]));
+        let fail = failed_pod("a", None, "main", 42, json!([]));
+        assert_eq!(
+            match_pod_failure_policy(&p, &fail),
+            Some((
+                FailureAction::FailJob,
+                Some("Container main for pod ns/a failed with exit code 42 matching FailJob rule at index 0".into())
+            ))
+        );
+        // containerName must match.
+        let side = failed_pod("b", None, "side", 42, json!([]));
+        assert_eq!(
+            match_pod_failure_policy(&p, &side),
+            Some((FailureAction::Count, None))
+        );
+        let disrupted = failed_pod(
+            "c",
+            None,
+            "main",
+            137,
+            json!([{"type": "DisruptionTarget", "status": "True"}]),
+        );
+        assert_eq!(
+            match_pod_failure_policy(&p, &disrupted),
+            Some((FailureAction::Ignore, None))
+        );
+        let not_disrupted = failed_pod(
+            "c",
+            None,
+            "main",
+            1,
+            json!([{"type": "DisruptionTarget", "status": "False"}]),
+        );
+        assert_eq!(
+            match_pod_failure_policy(&p, &not_disrupted),
+            Some((FailureAction::FailIndex, None))
+        );
+        assert_eq!(
+            match_pod_failure_policy(&p, &failed_pod("d", None, "main", 2, json!([]))),
+            None
+        );
+        // Exit code 0 never matches, even NotIn.
+        let zero = policy(
+            json!([{"action": "FailJob", "onExitCodes": {"operator": "NotIn", "values": [1]}}]),
+        );
+        assert_eq!(
+            match_pod_failure_policy(&zero, &failed_pod("e", None, "main", 0, json!([]))),
+            None
+        );
+        let cond = policy(
+            json!([{"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]),
+        );
+        assert_eq!(
+            match_pod_failure_policy(&cond, &disrupted).and_then(|m| m.1),
+            Some("Pod ns/c has condition DisruptionTarget matching FailJob rule at index 0".into())
+        );
+    }
+
+    #[test]
+    fn pod_failure_policy_decides_counts_and_outcome() {
+        let now = ts("2024-01-01T00:10:00Z");
+        let mut s = spec(1, Some(1), false);
+        s.backoff_limit = 0;
+        s.pod_failure_policy = Some(policy(json!([
+            {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [3]}},
+            {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}},
+        ])));
+        // Ignored failures do not count against backoffLimit 0.
+        let ignored = [failed_pod("a", None, "c", 3, json!([]))];
+        let c = count_pods(&ignored, &s);
+        assert_eq!((c.failed, c.ignored), (0, 1));
+        assert_eq!(outcome(&s, &c, None, now), Outcome::Running);
+        assert_eq!(wanted_active(&s, &c), 1);
+        let fatal = [failed_pod("b", None, "c", 42, json!([]))];
+        let c = count_pods(&fatal, &s);
+        assert_eq!(
+            outcome(&s, &c, None, now),
+            Outcome::Failed(
+                "PodFailurePolicy",
+                "Container c for pod ns/b failed with exit code 42 matching FailJob rule at index 1".into()
+            )
+        );
+        let counted = [failed_pod("c", None, "c", 5, json!([]))];
+        let c = count_pods(&counted, &s);
+        assert!(matches!(
+            outcome(&s, &c, None, now),
+            Outcome::Failed("BackoffLimitExceeded", _)
+        ));
+    }
+
+    #[test]
+    fn backoff_limit_per_index_and_max_failed_indexes() {
+        let now = ts("2024-01-01T00:10:00Z");
+        let mut s = spec(3, Some(3), true);
+        s.backoff_limit = i64::from(i32::MAX);
+        s.backoff_limit_per_index = Some(1);
+        s.pod_failure_policy = Some(policy(json!([
+            {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [7]}},
+        ])));
+        // One failure of index 0 is within its limit; the index is retried.
+        let one = [failed_pod("a", Some(0), "c", 1, json!([]))];
+        let c = count_pods(&one, &s);
+        assert!(c.failed_indexes.is_empty());
+        assert_eq!(pending_indexes(&s, &c, 5), vec![0, 1, 2]);
+        assert_eq!(
+            index_backoff_remaining(&c, 0, now),
+            None,
+            "no finish time: no wait"
+        );
+        // A second failure fails index 0 for good; FailIndex fails index 1 at once.
+        let two = [
+            failed_pod("a", Some(0), "c", 1, json!([])),
+            failed_pod("b", Some(0), "c", 1, json!([])),
+            failed_pod("c", Some(1), "c", 7, json!([])),
+            pod("Succeeded", Some(2)),
+        ];
+        let c = count_pods(&two, &s);
+        assert_eq!(c.failed_indexes, BTreeSet::from([0, 1]));
+        assert_eq!(pending_indexes(&s, &c, 5), Vec::<i64>::new());
+        assert_eq!(
+            outcome(&s, &c, None, now),
+            Outcome::Failed("FailedIndexes", "Job has failed indexes".into())
+        );
+        s.max_failed_indexes = Some(1);
+        assert_eq!(
+            outcome(&s, &c, None, now),
+            Outcome::Failed(
+                "MaxFailedIndexesExceeded",
+                "Job has exceeded the specified maximal number of failed indexes".into()
+            )
+        );
+        // Pods carry their index's failure count.
+        let job: Job = serde_json::from_value(json!({"metadata": {"name": "j"},
+            "spec": {"template": {"spec": {"containers": []}}}}))
+        .unwrap();
+        let p = new_pod(&job, Some(0), Some((1, 2)));
+        assert_eq!(p["metadata"]["annotations"][INDEX_FAILURE_COUNT], "1");
+        assert_eq!(
+            p["metadata"]["annotations"][INDEX_IGNORED_FAILURE_COUNT],
+            "2"
+        );
+    }
+
+    #[test]
+    fn success_policy_rules() {
+        let sp = |rules: Value| -> SuccessPolicy {
+            serde_json::from_value(json!({"rules": rules})).unwrap()
+        };
+        let done = |v: &[i64]| v.iter().copied().collect::<BTreeSet<i64>>();
+        let by_indexes = sp(json!([{"succeededIndexes": "0,2-3"}]));
+        assert_eq!(match_success_policy(&by_indexes, 5, &done(&[0, 2])), None);
+        assert_eq!(
+            match_success_policy(&by_indexes, 5, &done(&[0, 2, 3])),
+            Some("Matched rules at index 0".into())
+        );
+        let both = sp(
+            json!([{"succeededIndexes": "9"}, {"succeededIndexes": "0-3", "succeededCount": 2}]),
+        );
+        assert_eq!(match_success_policy(&both, 5, &done(&[1, 4])), None);
+        assert_eq!(
+            match_success_policy(&both, 5, &done(&[1, 3])),
+            Some("Matched rules at index 1".into())
+        );
+        let count = sp(json!([{"succeededCount": 2}]));
+        assert_eq!(
+            match_success_policy(&count, 5, &done(&[4, 0])),
+            Some("Matched rules at index 0".into())
+        );
+        let mut s = spec(5, Some(5), true);
+        s.success_policy = Some(count);
+        let c = count_pods(&[pod("Succeeded", Some(1)), pod("Succeeded", Some(2))], &s);
+        assert_eq!(
+            outcome(&s, &c, None, ts("2024-01-01T00:00:00Z")),
+            Outcome::Succeeded("SuccessPolicy", "Matched rules at index 0".into())
+        );
+    }
+
     #[test]
     fn outcomes() {
         let now = ts("2024-01-01T00:10:00Z");
@@ -870,12 +1372,12 @@ mod tests {
             ..Counts::default()
         };
         assert_eq!(outcome(&s, &counts(1, 1), None, now), Outcome::Running);
-        assert_eq!(outcome(&s, &counts(2, 0), None, now), Outcome::Succeeded);
+        assert_eq!(outcome(&s, &counts(2, 0), None, now), completions_reached());
         assert_eq!(
             outcome(&s, &counts(0, 2), None, now),
             Outcome::Failed(
                 "BackoffLimitExceeded",
-                "Job has reached the specified backoff limit"
+                "Job has reached the specified backoff limit".into()
             )
         );
         s.active_deadline = Some(60);
@@ -884,12 +1386,12 @@ mod tests {
             outcome(&s, &counts(0, 0), start, now),
             Outcome::Failed(
                 "DeadlineExceeded",
-                "Job was active longer than specified deadline"
+                "Job was active longer than specified deadline".into()
             )
         );
         // Without completions, one success is enough once the other pods stopped.
         let s = spec(3, None, false);
-        assert_eq!(outcome(&s, &counts(1, 0), None, now), Outcome::Succeeded);
+        assert_eq!(outcome(&s, &counts(1, 0), None, now), completions_reached());
         let running = Counts {
             active: 2,
             ..counts(1, 0)
@@ -960,7 +1462,7 @@ mod tests {
                 "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}
         }))
         .unwrap();
-        let pod = new_pod(&job, Some(2));
+        let pod = new_pod(&job, Some(2), None);
         assert_eq!(pod["metadata"]["generateName"], "pi-2-");
         assert_eq!(pod["metadata"]["labels"][COMPLETION_INDEX], "2");
         assert_eq!(pod["metadata"]["labels"]["job-name"], "pi");
@@ -972,7 +1474,7 @@ mod tests {
         );
         assert_eq!(pod["metadata"]["ownerReferences"][0]["controller"], true);
         assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "Job");
-        let plain = new_pod(&job, None);
+        let plain = new_pod(&job, None, None);
         assert_eq!(plain["metadata"]["generateName"], "pi-");
         assert!(plain["spec"].get("hostname").is_none());
     }

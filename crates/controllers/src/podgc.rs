@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 
 /// Settings of the housekeeping controllers.
@@ -14,7 +14,8 @@ use kube::{Client, ResourceExt};
 pub struct Options {
     /// How long events are kept (upstream: 1 hour).
     pub event_ttl: Duration,
-    /// Terminated pods kept cluster-wide before the oldest are deleted (upstream: 12,500).
+    /// Terminated pods kept cluster-wide before the oldest are deleted (upstream: 12,500);
+    /// 0 turns this collection off, as upstream's `--terminated-pod-gc-threshold`.
     pub terminated_pod_threshold: usize,
     /// How often to look.
     pub period: Duration,
@@ -113,7 +114,14 @@ async fn collect_pods(
             let uid = p.metadata.uid.clone().unwrap_or_default();
             let since = orphans.get(&uid).copied().unwrap_or_else(Instant::now);
             if since.elapsed() >= ORPHAN_QUARANTINE {
-                // No kubelet will ever finish this pod, so it goes without a grace period.
+                // As upstream: the pod is marked Failed with a DisruptionTarget condition
+                // (so that Job pod failure policies can tell), then deleted without a grace
+                // period, since no kubelet will ever finish it.
+                let patch = orphan_status(p, &jiff::Timestamp::now().to_string());
+                if let Some(patch) = patch {
+                    let (pp, patch) = (PatchParams::default(), Patch::Merge(&patch));
+                    delete_ignoring_missing(api.patch_status(&p.name_any(), &pp, &patch).await)?;
+                }
                 let dp = DeleteParams::default().grace_period(0);
                 delete_ignoring_missing(api.delete(&p.name_any(), &dp).await)?;
             } else {
@@ -122,12 +130,19 @@ async fn collect_pods(
             continue;
         }
         let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+        if node.is_empty() && p.metadata.deletion_timestamp.is_some() {
+            // Terminating and never scheduled: no kubelet will finish it (upstream's
+            // gcUnscheduledTerminating).
+            let dp = DeleteParams::default().grace_period(0);
+            delete_ignoring_missing(api.delete(&p.name_any(), &dp).await)?;
+            continue;
+        }
         if matches!(phase, Some("Succeeded" | "Failed")) {
             terminated.push(p);
         }
     }
     *orphans = still_orphaned;
-    if terminated.len() > threshold {
+    if threshold > 0 && terminated.len() > threshold {
         terminated.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
         for p in terminated.iter().take(terminated.len() - threshold) {
             let api: Api<Pod> = Api::namespaced(client.clone(), &p.namespace().unwrap_or_default());
@@ -135,6 +150,36 @@ async fn collect_pods(
         }
     }
     Ok(())
+}
+
+/// The status merge patch marking an orphaned pod: phase Failed unless it already finished,
+/// and a `DisruptionTarget` condition with reason `DeletionByPodGC`. None when it has both.
+pub fn orphan_status(p: &Pod, now: &str) -> Option<serde_json::Value> {
+    let status = p.status.clone().unwrap_or_default();
+    let finished = matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"));
+    let mut conditions: Vec<serde_json::Value> = status
+        .conditions
+        .iter()
+        .flatten()
+        .filter_map(|c| serde_json::to_value(c).ok())
+        .collect();
+    let marked = conditions
+        .iter()
+        .any(|c| c["type"] == "DisruptionTarget" && c["status"] == "True");
+    if finished && marked {
+        return None;
+    }
+    conditions.retain(|c| c["type"] != "DisruptionTarget");
+    conditions.push(
+        serde_json::json!({"type": "DisruptionTarget", "status": "True",
+        "reason": "DeletionByPodGC", "message": "PodGC: node no longer exists",
+        "lastTransitionTime": now}),
+    );
+    let mut patch = serde_json::json!({"status": {"conditions": conditions}});
+    if !finished {
+        patch["status"]["phase"] = "Failed".into();
+    }
+    Some(patch)
 }
 
 #[cfg(test)]
@@ -150,5 +195,23 @@ mod tests {
         assert!(expired(Some(old), hour, now));
         assert!(!expired(Some(fresh), hour, now));
         assert!(!expired(None, hour, now));
+    }
+
+    #[test]
+    fn orphans_are_marked_failed_with_a_disruption_target() {
+        let running: Pod = serde_json::from_value(serde_json::json!({
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}))
+        .unwrap();
+        let patch = orphan_status(&running, "2024-01-01T00:00:00Z").unwrap();
+        assert_eq!(patch["status"]["phase"], "Failed");
+        let conds = patch["status"]["conditions"].as_array().unwrap();
+        assert_eq!(conds.len(), 2);
+        assert_eq!(conds[1]["type"], "DisruptionTarget");
+        assert_eq!(conds[1]["reason"], "DeletionByPodGC");
+        let done: Pod = serde_json::from_value(serde_json::json!({
+            "status": {"phase": "Succeeded", "conditions": [
+                {"type": "DisruptionTarget", "status": "True"}]}}))
+        .unwrap();
+        assert_eq!(orphan_status(&done, "t"), None);
     }
 }

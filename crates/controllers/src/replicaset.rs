@@ -21,7 +21,9 @@ use kube::runtime::watcher;
 use rkube_apimachinery::labels::Selector;
 use serde_json::{Value, json};
 
+use crate::events::Recorder;
 use crate::pods::{self, is_active, is_available, is_ready};
+use k8s_openapi::api::core::v1::ObjectReference;
 
 /// Pods created or deleted per reconcile at most (upstream's `burstReplicas`).
 const BURST: usize = 500;
@@ -100,6 +102,18 @@ impl Workload {
         })
     }
 
+    /// A reference to this workload for its events.
+    pub fn object_ref(&self) -> ObjectReference {
+        ObjectReference {
+            api_version: Some(self.api_version.clone()),
+            kind: Some(self.kind.clone()),
+            name: Some(self.name.clone()),
+            namespace: Some(self.namespace.clone()),
+            uid: Some(self.uid.clone()),
+            ..Default::default()
+        }
+    }
+
     fn owner_reference(&self) -> Value {
         json!({"apiVersion": self.api_version, "kind": self.kind, "name": self.name,
                "uid": self.uid, "controller": true, "blockOwnerDeletion": true})
@@ -129,6 +143,7 @@ impl Workload {
 
 struct Ctx {
     client: Client,
+    recorder: Recorder,
 }
 
 /// Runs the ReplicaSet and ReplicationController controllers until the process ends.
@@ -150,9 +165,19 @@ async fn run_kind(client: Client, group: &str, version: &str, kind: &str, plural
         ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
     let pods: Api<Pod> = Api::all(client.clone());
+    // Upstream's component names for the two controllers' events.
+    let component = if kind == "ReplicaSet" {
+        "replicaset-controller"
+    } else {
+        "replication-controller"
+    };
+    let ctx = Arc::new(Ctx {
+        recorder: Recorder::new(client.clone(), component),
+        client,
+    });
     Controller::new_with(api, watcher::Config::default(), ar)
         .owns(pods, watcher::Config::default())
-        .run(reconcile, error_policy, Arc::new(Ctx { client }))
+        .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
 }
@@ -174,7 +199,7 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
     let mut requeue = None;
     if diff < 0 {
         let want = (-diff as usize).min(BURST);
-        create_pods(&pods_api, &w, want).await?;
+        create_pods(&ctx, &pods_api, &w, want).await?;
     } else if diff > 0 {
         let mut victims = active.clone();
         victims.sort_by_key(|p| pods::deletion_rank(p));
@@ -185,9 +210,14 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
             .collect();
         let dp = DeleteParams::default();
         let deletes = doomed.iter().map(|name| pods_api.delete(name, &dp));
-        for r in join_all(deletes).await {
+        for (r, name) in join_all(deletes).await.into_iter().zip(&doomed) {
             match r {
-                Ok(_) => {}
+                Ok(_) => {
+                    let msg = format!("Deleted pod: {name}");
+                    ctx.recorder
+                        .record(&w.object_ref(), "Normal", "SuccessfulDelete", &msg)
+                        .await;
+                }
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => return Err(e.into()),
             }
@@ -303,7 +333,7 @@ async fn claim_pods(api: &Api<Pod>, w: &Workload) -> Result<Vec<Pod>, Error> {
 
 /// Creates `count` pods in slow-start batches (1, 2, 4, …) so that a failing template fails
 /// fast instead of `count` times.
-async fn create_pods(api: &Api<Pod>, w: &Workload, count: usize) -> Result<(), Error> {
+async fn create_pods(ctx: &Ctx, api: &Api<Pod>, w: &Workload, count: usize) -> Result<(), Error> {
     let pod: Pod = serde_json::from_value(w.new_pod()).map_err(kube::Error::SerdeError)?;
     let mut done = 0;
     let mut batch = 1;
@@ -312,7 +342,21 @@ async fn create_pods(api: &Api<Pod>, w: &Workload, count: usize) -> Result<(), E
         let pp = PostParams::default();
         let results = join_all((0..n).map(|_| api.create(&pp, &pod))).await;
         for r in results {
-            r?;
+            match r {
+                Ok(p) => {
+                    let msg = format!("Created pod: {}", p.metadata.name.unwrap_or_default());
+                    ctx.recorder
+                        .record(&w.object_ref(), "Normal", "SuccessfulCreate", &msg)
+                        .await;
+                }
+                Err(e) => {
+                    let msg = format!("Error creating: {e}");
+                    ctx.recorder
+                        .record(&w.object_ref(), "Warning", "FailedCreate", &msg)
+                        .await;
+                    return Err(e.into());
+                }
+            }
         }
         done += n;
         batch *= 2;

@@ -18,6 +18,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
@@ -88,7 +89,7 @@ pub struct Member {
     pub revision: String,
     /// Being deleted.
     pub terminating: bool,
-    /// Running and Ready.
+    /// Running, Ready and available for minReadySeconds.
     pub healthy: bool,
     /// Succeeded or Failed: it must be replaced.
     pub finished: bool,
@@ -105,6 +106,10 @@ pub struct Shape {
     pub parallel: bool,
     /// RollingUpdate's partition; None for OnDelete.
     pub partition: Option<i32>,
+    /// RollingUpdate's `maxUnavailable` resolved against replicas (upstream's
+    /// MaxUnavailableStatefulSet); None when unset: one pod at a time, each replacement
+    /// healthy before the next goes.
+    pub max_unavailable: Option<i32>,
     /// The update revision's name.
     pub update_revision: String,
 }
@@ -154,11 +159,94 @@ pub fn plan(shape: &Shape, members: &BTreeMap<i32, Member>) -> Vec<Step> {
         }
         return steps;
     }
+    if shape.max_unavailable.is_some() {
+        // Unhealthy pods count against maxUnavailable instead of stopping the update;
+        // OrderedReady has returned above already while any pod is unhealthy.
+        steps.extend(rolling_steps(shape, members, end));
+        return steps;
+    }
     if !all_healthy {
         return steps;
     }
     steps.extend(rolling_step(shape, members, end));
     steps
+}
+
+/// The pods a RollingUpdate with `maxUnavailable` replaces now: as many old pods (highest
+/// ordinal first, down to the partition) as the unavailable budget leaves room for, where
+/// every missing, terminating or unhealthy pod of the set spends budget.
+fn rolling_steps(shape: &Shape, members: &BTreeMap<i32, Member>, end: i32) -> Vec<Step> {
+    let (Some(partition), Some(max)) = (shape.partition, shape.max_unavailable) else {
+        return Vec::new();
+    };
+    let unavailable = (shape.start..end)
+        .filter(|o| members.get(o).is_none_or(|m| m.terminating || !m.healthy))
+        .count() as i32;
+    let mut room = max.max(1) - unavailable;
+    let floor = shape.start.saturating_add(partition.max(0));
+    let mut steps = Vec::new();
+    for ord in (floor..end).rev() {
+        if room <= 0 {
+            break;
+        }
+        if let Some(m) = members.get(&ord)
+            && m.revision != shape.update_revision
+            && !m.terminating
+        {
+            steps.push(Step::Delete(m.name.clone()));
+            room -= 1;
+        }
+    }
+    steps
+}
+
+/// `maxUnavailable` of a StatefulSet's RollingUpdate for `replicas` pods: percentages round
+/// down, and at least one pod may always be unavailable (upstream's
+/// `getStatefulSetMaxUnavailable`).
+pub fn max_unavailable(v: &IntOrString, replicas: i32) -> i32 {
+    let n = match v {
+        IntOrString::Int(i) => *i,
+        IntOrString::String(s) => {
+            let pct: i64 = s.trim_end_matches('%').trim().parse().unwrap_or(0);
+            (pct * i64::from(replicas.max(0)) / 100) as i32
+        }
+    };
+    n.max(1)
+}
+
+/// Which owners a claim should have under the retention policy (upstream's
+/// `updateClaimOwnerRefForSetAndPod`): the set when `whenDeleted: Delete` (unless the pod
+/// was scaled away under `whenScaled: Delete`), the pod when `whenScaled: Delete` and the pod
+/// is outside the ordinal range. Returns the new ownerReferences, or None when `existing`
+/// already is right. Other owners are kept.
+pub fn claim_owner_refs(
+    existing: &[Value],
+    set_ref: &Value,
+    pod_ref: &Value,
+    delete_with_set: bool,
+    delete_on_scale_down: bool,
+    scaled_down: bool,
+) -> Option<Vec<Value>> {
+    let want_pod = delete_on_scale_down && scaled_down;
+    let want_set = delete_with_set && !want_pod;
+    let uid = |r: &Value| r.get("uid").cloned().unwrap_or(Value::Null);
+    let (set_uid, pod_uid) = (uid(set_ref), uid(pod_ref));
+    let has = |u: &Value| existing.iter().any(|r| &uid(r) == u);
+    if has(&set_uid) == want_set && has(&pod_uid) == want_pod {
+        return None;
+    }
+    let mut refs: Vec<Value> = existing
+        .iter()
+        .filter(|r| uid(r) != set_uid && uid(r) != pod_uid)
+        .cloned()
+        .collect();
+    if want_set {
+        refs.push(set_ref.clone());
+    }
+    if want_pod {
+        refs.push(pod_ref.clone());
+    }
+    Some(refs)
 }
 
 /// The next pod a RollingUpdate replaces, if every pod above it is done.
@@ -406,9 +494,13 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
         .clone();
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &view.ns);
     let owned = claim_pods(&pods_api, &view).await?;
+    let now = jiff::Timestamp::now();
     let members: BTreeMap<i32, Member> = owned
         .iter()
-        .filter_map(|p| Some((ordinal_of(&view.name, &p.name_any())?, member(p))))
+        .filter_map(|p| {
+            let ord = ordinal_of(&view.name, &p.name_any())?;
+            Some((ord, member(p, view.min_ready, now)))
+        })
         .collect();
     let strategy = spec.update_strategy.clone().unwrap_or_default();
     let partition = (strategy.type_.as_deref() != Some("OnDelete")).then(|| {
@@ -423,8 +515,14 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
         replicas: spec.replicas.unwrap_or(1),
         parallel: spec.pod_management_policy.as_deref() == Some("Parallel"),
         partition,
+        max_unavailable: strategy
+            .rolling_update
+            .as_ref()
+            .and_then(|r| r.max_unavailable.as_ref())
+            .map(|m| max_unavailable(m, spec.replicas.unwrap_or(1))),
         update_revision: update_name.clone(),
     };
+    sync_claim_owners(&ctx, &view, &shape, &owned).await?;
     let steps = plan(&shape, &members);
     for step in &steps {
         match step {
@@ -435,7 +533,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
                 let rev = if below { &current } else { &update };
                 create_member(&ctx, &view, rev, *ord).await?;
             }
-            Step::Delete(name) => delete_member(&ctx, &view, &shape, name).await?,
+            Step::Delete(name) => delete_member(&ctx, &view, name).await?,
         }
     }
 
@@ -485,14 +583,16 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
     })
 }
 
-fn member(p: &Pod) -> Member {
+fn member(p: &Pod, min_ready: i64, now: jiff::Timestamp) -> Member {
     Member {
         name: p.name_any(),
         revision: label(p, CONTROLLER_REVISION_HASH)
             .unwrap_or_default()
             .to_string(),
         terminating: p.metadata.deletion_timestamp.is_some(),
-        healthy: p.metadata.deletion_timestamp.is_none() && running_and_ready(p),
+        healthy: p.metadata.deletion_timestamp.is_none()
+            && running_and_ready(p)
+            && is_available(p, min_ready, now),
         finished: matches!(phase(p), Some("Succeeded" | "Failed")),
     }
 }
@@ -558,35 +658,10 @@ async fn create_member(
     }
 }
 
-/// Deletes a pod; a surplus pod's claims first get the pod as owner when the retention
-/// policy deletes claims on scale-down, so they go with it.
-async fn delete_member(ctx: &Ctx, view: &SetView, shape: &Shape, name: &str) -> Result<(), Error> {
+/// Deletes a pod (its claims' owners were brought in line with the retention policy
+/// before, by [`sync_claim_owners`]).
+async fn delete_member(ctx: &Ctx, view: &SetView, name: &str) -> Result<(), Error> {
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &view.ns);
-    let ordinal = ordinal_of(&view.name, name);
-    let surplus = ordinal.is_some_and(|o| o < shape.start || o >= shape.start + shape.replicas);
-    if surplus
-        && view.delete_claims_on_scale_down
-        && let (Some(ord), Some(pod)) = (ordinal, pods_api.get_opt(name).await?)
-    {
-        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &view.ns);
-        let owner = json!({"apiVersion": "v1", "kind": "Pod", "name": name,
-                           "uid": pod.metadata.uid});
-        for t in view.claim_template_names() {
-            let patch = Patch::Merge(json!({"metadata": {"ownerReferences": [owner]}}));
-            match pvcs
-                .patch(
-                    &claim_name(&t, &view.name, ord),
-                    &PatchParams::default(),
-                    &patch,
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
     match pods_api.delete(name, &DeleteParams::default()).await {
         Ok(_) => {
             let msg = format!("delete Pod {name} in StatefulSet {} successful", view.name);
@@ -598,6 +673,78 @@ async fn delete_member(ctx: &Ctx, view: &SetView, shape: &Shape, name: &str) -> 
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Brings the ownerReferences of each pod's claims in line with the retention policy, as
+/// upstream does on every sync: pods outside the ordinal range (about to be removed) hand
+/// their claims to the pod under `whenScaled: Delete`, so the garbage collector deletes them
+/// with it; `whenDeleted: Delete` makes the set their owner.
+async fn sync_claim_owners(
+    ctx: &Ctx,
+    view: &SetView,
+    shape: &Shape,
+    owned: &[Pod],
+) -> Result<(), Error> {
+    let templates = view.claim_template_names();
+    if templates.is_empty() {
+        return Ok(());
+    }
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &view.ns);
+    let claims: BTreeMap<String, PersistentVolumeClaim> = pvcs
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|c| (c.name_any(), c))
+        .collect();
+    let set_ref = view.owner().owner_reference();
+    let end = shape.start.saturating_add(shape.replicas.max(0));
+    for pod in owned {
+        let Some(ord) = ordinal_of(&view.name, &pod.name_any()) else {
+            continue;
+        };
+        let scaled_down = ord < shape.start || ord >= end;
+        let pod_ref = json!({"apiVersion": "v1", "kind": "Pod", "name": pod.name_any(),
+                             "uid": pod.metadata.uid});
+        for t in &templates {
+            let Some(claim) = claims.get(&claim_name(t, &view.name, ord)) else {
+                continue;
+            };
+            let existing: Vec<Value> = claim
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .filter_map(|r| serde_json::to_value(r).ok())
+                .collect();
+            let Some(refs) = claim_owner_refs(
+                &existing,
+                &set_ref,
+                &pod_ref,
+                view.delete_claims_with_set,
+                view.delete_claims_on_scale_down,
+                scaled_down,
+            ) else {
+                continue;
+            };
+            let patch = json!({"metadata": {"ownerReferences": refs,
+                "resourceVersion": claim.metadata.resource_version}});
+            match pvcs
+                .patch(
+                    &claim.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
+                Ok(_) => {}
+                // Gone or changed meanwhile: the next sync looks again.
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The set's pods: owned ones still matching, plus adopted orphans named like members;
@@ -634,6 +781,7 @@ mod tests {
             replicas,
             parallel,
             partition,
+            max_unavailable: None,
             update_revision: "web-new".into(),
         }
     }
@@ -731,6 +879,93 @@ mod tests {
         ]);
         assert!(plan(&shape(3, false, Some(2)), &above).is_empty());
         assert!(plan(&shape(3, false, None), &old).is_empty());
+    }
+
+    #[test]
+    fn max_unavailable_replaces_several_at_once_above_the_partition() {
+        let old: BTreeMap<i32, Member> = (0..5).map(|o| m(o, "web-old", true)).collect();
+        let mut s = shape(5, false, Some(1));
+        s.max_unavailable = Some(2);
+        assert_eq!(plan(&s, &old), vec![del(4), del(3)]);
+        // Two down already: nothing more goes (OrderedReady first waits for them anyway).
+        let mut going = old.clone();
+        going.get_mut(&4).unwrap().terminating = true;
+        going.remove(&3);
+        assert_eq!(plan(&s, &going), vec![Step::Create(3)]);
+        // Parallel: one unhealthy pod leaves room for one more.
+        let mut p = shape(5, true, Some(1));
+        p.max_unavailable = Some(2);
+        let mut one_down = old.clone();
+        one_down.insert(4, m(4, "web-new", false).1);
+        assert_eq!(plan(&p, &one_down), vec![del(3)]);
+        // The partition holds: ordinal 0 is never replaced.
+        let mut rest = old.clone();
+        for o in 1..5 {
+            rest.insert(o, m(o, "web-new", true).1);
+        }
+        assert!(plan(&p, &rest).is_empty());
+        assert_eq!(max_unavailable(&IntOrString::String("50%".into()), 5), 2);
+        assert_eq!(max_unavailable(&IntOrString::String("10%".into()), 5), 1);
+        assert_eq!(max_unavailable(&IntOrString::Int(0), 5), 1);
+        assert_eq!(max_unavailable(&IntOrString::Int(3), 5), 3);
+    }
+
+    #[test]
+    fn claim_owners_follow_the_retention_policy() {
+        let set = json!({"kind": "StatefulSet", "uid": "s", "controller": true});
+        let pod = json!({"kind": "Pod", "uid": "p"});
+        let other = json!({"kind": "Thing", "uid": "o"});
+        let kinds = |v: Option<Vec<Value>>| -> Option<Vec<String>> {
+            v.map(|v| {
+                v.iter()
+                    .map(|r| r["kind"].as_str().unwrap().to_string())
+                    .collect()
+            })
+        };
+        // Retain/Retain: the set's and pod's references are removed, others kept.
+        let both = vec![set.clone(), pod.clone(), other.clone()];
+        assert_eq!(
+            kinds(claim_owner_refs(&both, &set, &pod, false, false, false)),
+            Some(vec!["Thing".into()])
+        );
+        // whenDeleted Delete: owned by the set, whether scaled down or not.
+        assert_eq!(
+            kinds(claim_owner_refs(&[], &set, &pod, true, false, true)),
+            Some(vec!["StatefulSet".into()])
+        );
+        assert_eq!(
+            claim_owner_refs(std::slice::from_ref(&set), &set, &pod, true, false, false),
+            None
+        );
+        // whenScaled Delete: the pod owns the claim once it is out of range.
+        assert_eq!(claim_owner_refs(&[], &set, &pod, false, true, false), None);
+        assert_eq!(
+            kinds(claim_owner_refs(&[], &set, &pod, false, true, true)),
+            Some(vec!["Pod".into()])
+        );
+        // Delete/Delete: the set in range, the pod instead of the set out of range.
+        assert_eq!(
+            kinds(claim_owner_refs(
+                std::slice::from_ref(&pod),
+                &set,
+                &pod,
+                true,
+                true,
+                false
+            )),
+            Some(vec!["StatefulSet".into()])
+        );
+        assert_eq!(
+            kinds(claim_owner_refs(
+                std::slice::from_ref(&set),
+                &set,
+                &pod,
+                true,
+                true,
+                true
+            )),
+            Some(vec!["Pod".into()])
+        );
     }
 
     #[test]

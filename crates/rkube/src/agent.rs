@@ -62,6 +62,9 @@ pub struct ControllerFlags {
     /// Seconds events are kept.
     #[arg(long, default_value_t = 3600)]
     pub event_ttl: u64,
+    /// Terminated pods kept before the pod garbage collector deletes the oldest.
+    #[arg(long, default_value_t = 12_500)]
+    pub terminated_pod_gc_threshold: usize,
 }
 
 impl ControllerFlags {
@@ -80,6 +83,7 @@ impl ControllerFlags {
             },
             podgc: rkube_controllers::podgc::Options {
                 event_ttl: std::time::Duration::from_secs(self.event_ttl),
+                terminated_pod_threshold: self.terminated_pod_gc_threshold,
                 ..Default::default()
             },
         }

@@ -48,15 +48,14 @@ enum Command {
 }
 
 /// mimalloc keeps freed memory committed for reuse; for a long-running control plane a small
-/// resident size matters more, so memory goes back to the OS at once and arenas are committed
-/// as they are used (`arena_eager_commit` = 4 and `purge_delay` = 15 in mimalloc's option
-/// enum, which libmimalloc-sys does not name).
+/// resident size matters more, so freed memory goes back to the OS at once (`purge_delay` =
+/// 15 in mimalloc's option enum, which libmimalloc-sys does not name). Arenas committed as they
+/// are used is a compile-time default (`.cargo/config.toml`): the first arena exists before
+/// `main` runs.
 fn tune_allocator() {
-    const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     // SAFETY: setting mimalloc options is thread-safe and takes plain integers.
     unsafe {
-        libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0);
         libmimalloc_sys::mi_option_set(PURGE_DELAY, 0);
     }
 }

@@ -121,11 +121,44 @@ workload!(
         if both_unset {
             s.insert("completions".into(), json!(1));
         }
-        set_default(s, "backoffLimit", json!(6));
+        // As upstream: per-index back-off lifts the job-wide limit, and a pod failure policy
+        // waits for failed pods to terminate before replacing them.
+        let per_index = s.get("backoffLimitPerIndex").is_some_and(|v| !v.is_null());
+        set_default(
+            s,
+            "backoffLimit",
+            json!(if per_index { i32::MAX } else { 6 }),
+        );
         set_default(s, "completionMode", json!("NonIndexed"));
         set_default(s, "suspend", json!(false));
         set_default(s, "manualSelector", json!(false));
-        set_default(s, "podReplacementPolicy", json!("TerminatingOrFailed"));
+        let failure_policy = s.get("podFailurePolicy").is_some_and(|v| !v.is_null());
+        set_default(
+            s,
+            "podReplacementPolicy",
+            json!(if failure_policy {
+                "Failed"
+            } else {
+                "TerminatingOrFailed"
+            }),
+        );
+        for rule in s
+            .get_mut("podFailurePolicy")
+            .and_then(|p| p.get_mut("rules"))
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            for cond in rule
+                .get_mut("onPodConditions")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_object_mut)
+            {
+                cond.entry("status").or_insert(json!("True"));
+            }
+        }
     },
     Selector::Generated
 );
