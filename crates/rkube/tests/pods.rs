@@ -143,6 +143,10 @@ fn run_logs_exec_cp_port_forward_describe_and_delete() {
 
     // describe shows the kubelet's events.
     let describe = s.ok(&["describe", "pod", "web"]);
+    assert!(
+        describe.contains("Successfully assigned default/web to node-1"),
+        "{describe}"
+    );
     for reason in ["Scheduled", "Created", "Started"] {
         assert!(
             describe.contains(reason),

@@ -20,6 +20,10 @@ use serde_json::json;
 
 const CONCURRENCY: usize = 32;
 
+// The allocator of the `rkube` binary, so the figures are those of what ships.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -31,7 +35,7 @@ async fn cluster(dir: &std::path::Path) -> kube::Client {
     let store = rkube_store::embedded::EmbeddedStore::open(dir).expect("open store");
     let authn = Authenticator {
         node_token_secret: String::new(),
-            service_accounts: None,
+        service_accounts: None,
     };
     let srv = ApiServer::new(store, authn, Config::default())
         .await

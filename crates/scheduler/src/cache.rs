@@ -1,14 +1,15 @@
 //! The scheduler's cache: every node with the pods bound to it (from the pod informer) and the
 //! pods this scheduler has **assumed** onto a node while their binding is in flight, with the
-//! per-node sums of requests kept up to date incrementally. Filters and scores read only this,
-//! so a scheduling attempt makes no API call.
+//! per-node sums of requests kept up to date incrementally, the pods nominated to a node by
+//! preemption, and the namespaces' labels. Filters and scores read only this, so a scheduling
+//! attempt makes no API call.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 
-use crate::framework::{NodeInfo, PodInfo, pod_key};
+use crate::framework::{AffinityTotals, NamespaceLabels, NodeInfo, PodInfo, pod_key};
 
 struct PodState {
     node: String,
@@ -25,6 +26,14 @@ pub struct Cache {
     real_nodes: usize,
     /// Where the next attempt starts searching (upstream's `nextStartNodeIndex`).
     pub next_start: usize,
+    /// Labels of every namespace (shared with attempts in flight, copied on change).
+    pub namespaces: Arc<NamespaceLabels>,
+    /// Pods nominated to a node by preemption: pod key → node.
+    nominations: HashMap<String, String>,
+    /// How many nodes have each image (normalized name), for ImageLocality.
+    pub nodes_with_image: Arc<HashMap<String, usize>>,
+    /// Pods with affinity terms over all nodes, for InterPodAffinity's shortcuts.
+    pub affinity_totals: AffinityTotals,
 }
 
 fn scheduling_view_changed(old: &Node, new: &Node) -> bool {
@@ -34,6 +43,17 @@ fn scheduling_view_changed(old: &Node, new: &Node) -> bool {
         || os.and_then(|s| s.unschedulable) != ns.and_then(|s| s.unschedulable)
         || old.status.as_ref().and_then(|s| s.allocatable.as_ref())
             != new.status.as_ref().and_then(|s| s.allocatable.as_ref())
+}
+
+fn uncount_images(counts: &mut HashMap<String, usize>, images: &[String]) {
+    for i in images {
+        if let Some(c) = counts.get_mut(i) {
+            *c -= 1;
+            if *c == 0 {
+                counts.remove(i);
+            }
+        }
+    }
 }
 
 impl Cache {
@@ -48,7 +68,25 @@ impl Cache {
     }
 
     fn entry(&mut self, name: &str) -> &mut NodeInfo {
-        let i = match self.index.get(name) {
+        let i = self.entry_index(name);
+        &mut self.nodes[i]
+    }
+
+    /// Changes the pods of node `i`, keeping the cluster-wide affinity totals.
+    fn with_node<R>(&mut self, i: usize, f: impl FnOnce(&mut NodeInfo) -> R) -> R {
+        let n = &mut self.nodes[i];
+        let before = (n.pods_with_affinity, n.pods_with_required_anti_affinity);
+        let r = f(n);
+        let n = &self.nodes[i];
+        self.affinity_totals.pods_with_affinity += n.pods_with_affinity;
+        self.affinity_totals.pods_with_affinity -= before.0;
+        self.affinity_totals.pods_with_required_anti_affinity += n.pods_with_required_anti_affinity;
+        self.affinity_totals.pods_with_required_anti_affinity -= before.1;
+        r
+    }
+
+    fn entry_index(&mut self, name: &str) -> usize {
+        match self.index.get(name) {
             Some(i) => *i,
             None => {
                 self.nodes.push(NodeInfo {
@@ -58,8 +96,7 @@ impl Cache {
                 self.index.insert(name.to_string(), self.nodes.len() - 1);
                 self.nodes.len() - 1
             }
-        };
-        &mut self.nodes[i]
+        }
     }
 
     fn remove_entry(&mut self, name: &str) {
@@ -81,7 +118,21 @@ impl Cache {
             Some(old) => scheduling_view_changed(old, &node),
         };
         let was_real = e.node.is_some();
+        let old_images: Vec<String> = e.images.keys().cloned().collect();
         e.set_node(node);
+        let changed = !was_real
+            || old_images.len() != e.images.len()
+            || old_images.iter().any(|i| !e.images.contains_key(i));
+        if changed {
+            let new_images: Vec<String> = e.images.keys().cloned().collect();
+            let counts = Arc::make_mut(&mut self.nodes_with_image);
+            if was_real {
+                uncount_images(counts, &old_images);
+            }
+            for i in new_images {
+                *counts.entry(i).or_default() += 1;
+            }
+        }
         if !was_real {
             self.real_nodes += 1;
         }
@@ -95,6 +146,8 @@ impl Cache {
         };
         if self.nodes[i].node.take().is_some() {
             self.real_nodes -= 1;
+            let images: Vec<String> = self.nodes[i].images.drain().map(|(k, _)| k).collect();
+            uncount_images(Arc::make_mut(&mut self.nodes_with_image), &images);
         }
         if self.nodes[i].pods.is_empty() {
             self.remove_entry(name);
@@ -118,18 +171,21 @@ impl Cache {
             .and_then(|s| s.node_name.clone())
             .unwrap_or_default();
         let info = Arc::new(PodInfo::new(pod));
+        self.clear_nomination(&info.key);
         if let Some(old) = self.pods.get(&info.key)
             && old.node != node
         {
             let old_node = old.node.clone();
             if let Some(&i) = self.index.get(&old_node) {
-                self.nodes[i].remove_pod(&info.key);
+                self.with_node(i, |n| n.remove_pod(&info.key));
             }
         }
         let key = info.key.clone();
-        let e = self.entry(&node);
-        e.remove_pod(&key);
-        e.add_pod(info);
+        let i = self.entry_index(&node);
+        self.with_node(i, |n| {
+            n.remove_pod(&key);
+            n.add_pod(info);
+        });
         self.pods.insert(
             key,
             PodState {
@@ -139,13 +195,52 @@ impl Cache {
         );
     }
 
+    /// Reserves room on `node` for a preemptor (replacing an earlier nomination of it).
+    pub fn nominate(&mut self, pod: Arc<PodInfo>, node: &str) {
+        self.clear_nomination(&pod.key);
+        self.nominations.insert(pod.key.clone(), node.to_string());
+        if let Some(&i) = self.index.get(node) {
+            self.nodes[i].nominated.push(pod);
+        }
+    }
+
+    /// Drops the pod's nomination, if any.
+    pub fn clear_nomination(&mut self, key: &str) {
+        let Some(node) = self.nominations.remove(key) else {
+            return;
+        };
+        if let Some(&i) = self.index.get(&node) {
+            self.nodes[i].nominated.retain(|p| p.key != key);
+        }
+    }
+
+    /// The node the pod is nominated to.
+    pub fn nominated_node(&self, key: &str) -> Option<&str> {
+        self.nominations.get(key).map(String::as_str)
+    }
+
+    /// Records a namespace's labels.
+    pub fn upsert_namespace(&mut self, name: &str, labels: BTreeMap<String, String>) {
+        if self.namespaces.get(name) != Some(&labels) {
+            Arc::make_mut(&mut self.namespaces).insert(name.to_string(), labels);
+        }
+    }
+
+    /// Forgets a namespace.
+    pub fn remove_namespace(&mut self, name: &str) {
+        if self.namespaces.contains_key(name) {
+            Arc::make_mut(&mut self.namespaces).remove(name);
+        }
+    }
+
     /// Forgets a pod (deleted or finished); whether it was on a node.
     pub fn remove_pod(&mut self, key: &str) -> bool {
+        self.clear_nomination(key);
         let Some(st) = self.pods.remove(key) else {
             return false;
         };
         if let Some(&i) = self.index.get(&st.node) {
-            self.nodes[i].remove_pod(key);
+            self.with_node(i, |n| n.remove_pod(key));
             if self.nodes[i].node.is_none() && self.nodes[i].pods.is_empty() {
                 self.remove_entry(&st.node);
             }
@@ -156,7 +251,9 @@ impl Cache {
     /// Counts a pod on `node` before its binding is confirmed.
     pub fn assume(&mut self, pod: Arc<PodInfo>, node: &str) {
         let key = pod.key.clone();
-        self.entry(node).add_pod(pod);
+        self.clear_nomination(&key);
+        let i = self.entry_index(node);
+        self.with_node(i, |n| n.add_pod(pod));
         self.pods.insert(
             key,
             PodState {
@@ -246,5 +343,46 @@ mod tests {
         c.remove_pod("default/p2");
         assert!(c.node("b").is_none());
         assert_eq!(c.node_names(), vec!["a"]);
+    }
+
+    #[test]
+    fn image_counts_follow_nodes() {
+        let with = |name: &str, images: serde_json::Value| {
+            let mut n = node(json!({"name": name}));
+            n.status.as_mut().unwrap().images = serde_json::from_value(images).unwrap();
+            Arc::new(n)
+        };
+        let busybox = json!([{"names": ["docker.io/library/busybox:latest"], "sizeBytes": 1}]);
+        let mut c = Cache::new();
+        c.upsert_node(with("a", busybox.clone()));
+        c.upsert_node(with("b", busybox.clone()));
+        c.upsert_node(with("b", busybox)); // a heartbeat changes nothing
+        let key = "docker.io/library/busybox:latest";
+        assert_eq!(c.nodes_with_image.get(key), Some(&2));
+        c.upsert_node(with("b", json!([])));
+        assert_eq!(c.nodes_with_image.get(key), Some(&1));
+        c.remove_node("a");
+        assert_eq!(c.nodes_with_image.get(key), None);
+    }
+
+    #[test]
+    fn affinity_totals_follow_pods() {
+        let mut c = Cache::new();
+        c.upsert_node(Arc::new(node(json!({"name": "a"}))));
+        let anti = Arc::new(pod_named(
+            "x",
+            json!({}),
+            json!({"nodeName": "a", "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {}, "topologyKey": "kubernetes.io/hostname"}]}}}),
+        ));
+        c.assume(Arc::new(PodInfo::new(anti.clone())), "a");
+        c.add_or_update_pod(anti);
+        let want = AffinityTotals {
+            pods_with_affinity: 0,
+            pods_with_required_anti_affinity: 1,
+        };
+        assert_eq!(c.affinity_totals, want);
+        c.remove_pod("default/x");
+        assert_eq!(c.affinity_totals, AffinityTotals::default());
     }
 }

@@ -19,26 +19,37 @@ pub mod schedule_one;
 #[cfg(test)]
 mod testing;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
 
 use crate::cache::Cache;
 use crate::framework::{Framework, PodInfo, pod_key};
+use crate::plugins::default_preemption::{self, Candidate};
 use crate::queue::SchedulingQueue;
+use crate::schedule_one::FitError;
 
 /// The scheduler name pods ask for by default.
 pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
 /// Bindings in flight at once.
 const MAX_CONCURRENT_BINDINGS: usize = 64;
+/// The built-in PriorityClasses (upstream's apiserver creates them at start).
+const SYSTEM_PRIORITY_CLASSES: [(&str, i32); 2] = [
+    ("system-node-critical", 2_000_001_000),
+    ("system-cluster-critical", 2_000_000_000),
+];
+/// How long to wait for the PriorityClass list before scheduling without it.
+const CLASS_SYNC_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Errors of the scheduler's API calls.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +75,11 @@ pub struct Scheduler {
     bindings: Arc<tokio::sync::Semaphore>,
     nodes_synced: AtomicBool,
     pods_synced: AtomicBool,
+    /// PriorityClass name → (value, preemption policy).
+    classes: Mutex<HashMap<String, (i32, Option<String>)>>,
+    classes_synced: tokio::sync::Notify,
+    /// PodDisruptionBudgets by `namespace/name`.
+    pdbs: Mutex<HashMap<String, Arc<PodDisruptionBudget>>>,
 }
 
 /// Runs the scheduler until the process ends.
@@ -76,10 +92,16 @@ pub async fn run(client: Client) {
         bindings: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_BINDINGS)),
         nodes_synced: AtomicBool::new(false),
         pods_synced: AtomicBool::new(false),
+        classes: Mutex::new(HashMap::new()),
+        classes_synced: tokio::sync::Notify::new(),
+        pdbs: Mutex::new(HashMap::new()),
     });
     tokio::join!(
         s.clone().watch_nodes(),
         s.clone().watch_pods(),
+        s.clone().watch_priority_classes(),
+        s.clone().watch_pdbs(),
+        s.clone().watch_namespaces(),
         s.clone().schedule_loop(),
         s.clone().flush_loop(),
     );
@@ -110,7 +132,159 @@ fn assigned(pod: &Pod) -> bool {
         .is_some_and(|n| !n.is_empty())
 }
 
+/// Follows every object of a kind, calling `f` for each event (errors are retried).
+async fn watch_all<K>(client: Client, mut f: impl FnMut(watcher::Event<K>))
+where
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+    K::DynamicType: Default,
+{
+    let mut stream = watcher(Api::<K>::all(client), watcher::Config::default()).boxed();
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(ev) => f(ev),
+            Err(e) => {
+                tracing::debug!("scheduler: watch: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// The pod with the priority and preemption policy of its PriorityClass (`classes`: name →
+/// value and policy), as upstream's Priority admission plugin sets them; a class's `Never`
+/// wins over the pod's own policy. Pods of unknown classes keep their `spec.priority`.
+pub fn apply_priority_class(mut pod: Pod, classes: &HashMap<String, (i32, Option<String>)>) -> Pod {
+    let Some(spec) = pod.spec.as_mut() else {
+        return pod;
+    };
+    let Some(name) = spec
+        .priority_class_name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+    else {
+        return pod;
+    };
+    let class = classes.get(name).cloned().or_else(|| {
+        SYSTEM_PRIORITY_CLASSES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| (*v, None))
+    });
+    if let Some((value, policy)) = class {
+        spec.priority = Some(value);
+        if policy.as_deref() == Some("Never") {
+            spec.preemption_policy = policy;
+        }
+    }
+    pod
+}
+
+/// The key of a namespaced object.
+fn object_key(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        m.namespace.as_deref().unwrap_or("default"),
+        m.name.as_deref().unwrap_or("")
+    )
+}
+
 impl Scheduler {
+    async fn watch_priority_classes(self: Arc<Self>) {
+        let mut pending: HashMap<String, (i32, Option<String>)> = HashMap::new();
+        let s = self.clone();
+        watch_all::<PriorityClass>(self.client.clone(), move |ev| {
+            let entry = |c: &PriorityClass| {
+                (
+                    c.metadata.name.clone().unwrap_or_default(),
+                    (c.value, c.preemption_policy.clone()),
+                )
+            };
+            match ev {
+                watcher::Event::Init => pending.clear(),
+                watcher::Event::InitApply(c) => {
+                    let (k, v) = entry(&c);
+                    pending.insert(k, v);
+                }
+                watcher::Event::InitDone => {
+                    *s.classes.lock().unwrap() = std::mem::take(&mut pending);
+                    s.classes_synced.notify_one();
+                }
+                watcher::Event::Apply(c) => {
+                    let (k, v) = entry(&c);
+                    s.classes.lock().unwrap().insert(k, v);
+                }
+                watcher::Event::Delete(c) => {
+                    let name = c.metadata.name.unwrap_or_default();
+                    s.classes.lock().unwrap().remove(&name);
+                }
+            }
+        })
+        .await;
+    }
+
+    async fn watch_pdbs(self: Arc<Self>) {
+        let api: Api<PodDisruptionBudget> = Api::all(self.client.clone());
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut stream = watcher(api, watcher::Config::default()).boxed();
+        while let Some(ev) = stream.next().await {
+            let Ok(ev) = ev else {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            };
+            let mut pdbs = self.pdbs.lock().unwrap();
+            match ev {
+                watcher::Event::Init => seen.clear(),
+                watcher::Event::InitApply(p) | watcher::Event::Apply(p) => {
+                    let key = object_key(&p.metadata);
+                    seen.insert(key.clone());
+                    pdbs.insert(key, Arc::new(p));
+                }
+                watcher::Event::Delete(p) => {
+                    pdbs.remove(&object_key(&p.metadata));
+                }
+                watcher::Event::InitDone => pdbs.retain(|k, _| seen.contains(k)),
+            }
+        }
+    }
+
+    async fn watch_namespaces(self: Arc<Self>) {
+        let mut seen: HashSet<String> = HashSet::new();
+        let s = self.clone();
+        watch_all::<Namespace>(self.client.clone(), move |ev| {
+            let mut c = s.cache.lock().unwrap();
+            match ev {
+                watcher::Event::Init => seen.clear(),
+                watcher::Event::InitApply(n) | watcher::Event::Apply(n) => {
+                    let name = n.metadata.name.clone().unwrap_or_default();
+                    c.upsert_namespace(&name, n.metadata.labels.unwrap_or_default());
+                    seen.insert(name);
+                }
+                watcher::Event::Delete(n) => {
+                    c.remove_namespace(n.metadata.name.as_deref().unwrap_or(""))
+                }
+                watcher::Event::InitDone => {
+                    let gone: Vec<String> = c
+                        .namespaces
+                        .keys()
+                        .filter(|k| !seen.contains(*k))
+                        .cloned()
+                        .collect();
+                    gone.iter().for_each(|n| c.remove_namespace(n));
+                }
+            }
+        })
+        .await;
+    }
+
+    fn with_class_priority(&self, pod: Pod) -> Pod {
+        apply_priority_class(pod, &self.classes.lock().unwrap())
+    }
+
     async fn watch_nodes(self: Arc<Self>) {
         let api: Api<Node> = Api::all(self.client.clone());
         let mut seen: HashSet<String> = HashSet::new();
@@ -154,6 +328,7 @@ impl Scheduler {
     }
 
     fn on_pod(&self, pod: Pod, now: Instant) {
+        let pod = self.with_class_priority(pod);
         let key = pod_key(&pod);
         if terminal(&pod) {
             // Finished pods free their node's resources.
@@ -165,16 +340,32 @@ impl Scheduler {
             self.queue.delete(&key);
             self.cache.lock().unwrap().add_or_update_pod(Arc::new(pod));
         } else if responsible(&pod) {
+            let mut c = self.cache.lock().unwrap();
             // An assumed pod's stale update must not queue it again.
-            if !self.cache.lock().unwrap().has_pod(&key) {
-                self.queue.add_or_update(Arc::new(pod), now);
+            if !c.has_pod(&key) {
+                let pod = Arc::new(pod);
+                // A nomination made by another scheduler instance (or before a restart).
+                let nominated = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.nominated_node_name.as_deref());
+                if let Some(node) = nominated.filter(|n| !n.is_empty())
+                    && c.nominated_node(&key) != Some(node)
+                {
+                    c.nominate(Arc::new(PodInfo::new(pod.clone())), node);
+                }
+                drop(c);
+                self.queue.add_or_update(pod, now);
             }
         } else {
             self.queue.delete(&key);
+            self.cache.lock().unwrap().clear_nomination(&key);
         }
     }
 
     async fn watch_pods(self: Arc<Self>) {
+        // Pods are queued by priority, which comes from their class: know the classes first.
+        let _ = tokio::time::timeout(CLASS_SYNC_TIMEOUT, self.classes_synced.notified()).await;
         let api: Api<Pod> = Api::all(self.client.clone());
         let mut seen: HashSet<String> = HashSet::new();
         let mut stream = watcher(api, watcher::Config::default()).boxed();
@@ -239,11 +430,16 @@ impl Scheduler {
             let key = info.key.clone();
             let result = {
                 let mut c = self.cache.lock().unwrap();
-                let r = schedule_one::schedule_pod(&self.framework, &mut c, &info);
-                if let Ok(node) = &r {
-                    c.assume(info.clone(), node);
+                match schedule_one::schedule_pod(&self.framework, &mut c, &info) {
+                    Ok(node) => {
+                        c.assume(info.clone(), &node);
+                        Ok(node)
+                    }
+                    Err(mut fit) => {
+                        let preemption = self.post_filter(&mut c, &info, &mut fit);
+                        Err((fit, preemption))
+                    }
                 }
-                r
             };
             match result {
                 Ok(node) => {
@@ -262,15 +458,108 @@ impl Scheduler {
                         }
                     });
                 }
-                Err(fit) => {
+                Err((fit, preemption)) => {
                     self.queue.add_unschedulable(&key, Instant::now());
                     let s = self.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = s.record_failure(&info.pod, &fit.to_string()).await {
+                        let mut nominated = None;
+                        if let Some((cand, demoted)) = preemption {
+                            nominated = Some(cand.node.clone());
+                            s.prepare_candidate(&info.pod, cand, demoted).await;
+                        }
+                        let msg = fit.to_string();
+                        if let Err(e) = s.record_failure(&info.pod, &msg, nominated).await {
                             tracing::info!("scheduler: {e}");
                         }
                     });
                 }
+            }
+        }
+    }
+
+    /// Upstream's PostFilter step: preemption for a pod no node fits. On success the pod is
+    /// nominated in the cache and the candidate is returned with the lower-priority pods that
+    /// lose their nomination to the same node.
+    fn post_filter(
+        &self,
+        c: &mut Cache,
+        pod: &Arc<PodInfo>,
+        fit: &mut FitError,
+    ) -> Option<(Candidate, Vec<Arc<Pod>>)> {
+        if fit.num_all_nodes == 0 || fit.pre_filter.is_some() {
+            return None;
+        }
+        if let Err(msg) = default_preemption::eligible(pod, c, fit) {
+            fit.post_filter_msg = Some(msg.to_string());
+            return None;
+        }
+        let state = schedule_one::pre_filtered_state(&self.framework, c, pod)?;
+        let pdbs: Vec<Arc<PodDisruptionBudget>> =
+            self.pdbs.lock().unwrap().values().cloned().collect();
+        let cand = default_preemption::find_candidate(&self.framework, c, &state, pod, fit, &pdbs)?;
+        let demoted: Vec<Arc<PodInfo>> = c
+            .node(&cand.node)
+            .map(|n| {
+                n.nominated
+                    .iter()
+                    .filter(|p| p.priority < pod.priority && p.key != pod.key)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for p in &demoted {
+            c.clear_nomination(&p.key);
+        }
+        c.nominate(pod.clone(), &cand.node);
+        fit.post_filter_msg = Some(String::new());
+        Some((cand, demoted.iter().map(|p| p.pod.clone()).collect()))
+    }
+
+    /// Evicts the candidate's victims (upstream's `prepareCandidate`): a `DisruptionTarget`
+    /// condition, the deletion, and a `Preempted` event on each; lower-priority pods
+    /// nominated to the node lose their nomination.
+    async fn prepare_candidate(&self, preemptor: &Pod, cand: Candidate, demoted: Vec<Arc<Pod>>) {
+        let node = cand.node.as_str();
+        let uid = preemptor.metadata.uid.as_deref().unwrap_or("");
+        let scheduler = preemptor
+            .spec
+            .as_ref()
+            .and_then(|s| s.scheduler_name.as_deref())
+            .unwrap_or(DEFAULT_SCHEDULER_NAME);
+        let evictions = cand.victims.iter().map(|v| async move {
+            let victim = &v.pod;
+            let r = async {
+                self.patch_status(
+                    victim,
+                    json!({"status": {"conditions": [{
+                        "type": "DisruptionTarget", "status": "True",
+                        "reason": "PreemptionByScheduler",
+                        "message": format!("{scheduler}: preempting to accommodate a higher priority pod"),
+                        "lastTransitionTime": now_rfc3339()}]}}),
+                )
+                .await?;
+                self.delete(victim).await?;
+                self.record_event(
+                    victim,
+                    "Preempted",
+                    &format!("Preempted by pod {uid} on node {node}"),
+                    "Normal",
+                    "Preempting",
+                )
+                .await
+            }
+            .await;
+            if let Err(e) = r {
+                tracing::info!("scheduler: preempting {}: {e}", v.key);
+            }
+        });
+        futures::future::join_all(evictions).await;
+        for p in demoted {
+            if let Err(e) = self
+                .patch_status(&p, json!({"status": {"nominatedNodeName": null}}))
+                .await
+            {
+                tracing::info!("scheduler: {e}");
             }
         }
     }
@@ -295,7 +584,19 @@ impl Scheduler {
             )
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                // Upstream's `Scheduled` event, off the binding path.
+                let (client, pod, message) = (
+                    self.client.clone(),
+                    pod.clone(),
+                    format!("Successfully assigned {ns}/{name} to {node}"),
+                );
+                tokio::spawn(async move {
+                    let _ = create_event(&client, &pod, "Scheduled", &message, "Normal", "Binding")
+                        .await;
+                });
+                Ok(())
+            }
             // Gone: nothing left to schedule.
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
             Err(source) => Err(Error::Api {
@@ -306,54 +607,11 @@ impl Scheduler {
         }
     }
 
-    /// The `FailedScheduling` event and the `PodScheduled=False` condition.
-    async fn record_failure(&self, pod: &Pod, message: &str) -> Result<(), Error> {
+    /// Patches a pod's status (strategic merge); a pod gone meanwhile is fine.
+    async fn patch_status(&self, pod: &Pod, patch: serde_json::Value) -> Result<(), Error> {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let name = pod.metadata.name.as_deref().unwrap_or("");
-        let now = jiff::Timestamp::now();
-        let ts = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-        let event: Event = serde_json::from_value(json!({
-            "metadata": {"name": format!("{name}.{:x}", now.as_nanosecond()), "namespace": ns},
-            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": name,
-                               "uid": pod.metadata.uid, "resourceVersion": pod.metadata.resource_version},
-            "reason": "FailedScheduling",
-            "message": message,
-            "type": "Warning",
-            "action": "Scheduling",
-            "source": {"component": DEFAULT_SCHEDULER_NAME},
-            "reportingComponent": DEFAULT_SCHEDULER_NAME,
-            "reportingInstance": DEFAULT_SCHEDULER_NAME,
-            "firstTimestamp": ts,
-            "lastTimestamp": ts,
-            "count": 1,
-        }))
-        .expect("a valid Event");
-        let events: Api<Event> = Api::namespaced(self.client.clone(), ns);
-        let key = pod_key(pod);
-        events
-            .create(&PostParams::default(), &event)
-            .await
-            .map_err(|source| Error::Api {
-                what: "recording an event for",
-                pod: key.clone(),
-                source,
-            })?;
-        let current = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"));
-        if current.is_some_and(|c| {
-            c.status == "False"
-                && c.reason.as_deref() == Some("Unschedulable")
-                && c.message.as_deref() == Some(message)
-        }) {
-            return Ok(());
-        }
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        let patch = json!({"status": {"conditions": [{
-            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-            "message": message, "lastProbeTime": null, "lastTransitionTime": ts}]}});
         match pods
             .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
             .await
@@ -362,9 +620,154 @@ impl Scheduler {
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
             Err(source) => Err(Error::Api {
                 what: "updating the status of",
-                pod: key,
+                pod: pod_key(pod),
                 source,
             }),
         }
+    }
+
+    /// Deletes a pod (with its default grace period); a pod gone meanwhile is fine.
+    async fn delete(&self, pod: &Pod) -> Result<(), Error> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let name = pod.metadata.name.as_deref().unwrap_or("");
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        match pods.delete(name, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(source) => Err(Error::Api {
+                what: "deleting",
+                pod: pod_key(pod),
+                source,
+            }),
+        }
+    }
+
+    /// Records an event about `pod`.
+    async fn record_event(
+        &self,
+        pod: &Pod,
+        reason: &str,
+        message: &str,
+        type_: &str,
+        action: &str,
+    ) -> Result<(), Error> {
+        create_event(&self.client, pod, reason, message, type_, action).await
+    }
+
+    /// The `FailedScheduling` event and the `PodScheduled=False` condition (with the node a
+    /// preemption nominated).
+    async fn record_failure(
+        &self,
+        pod: &Pod,
+        message: &str,
+        nominated: Option<String>,
+    ) -> Result<(), Error> {
+        self.record_event(pod, "FailedScheduling", message, "Warning", "Scheduling")
+            .await?;
+        let status = pod.status.as_ref();
+        let current = status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"));
+        let unchanged = current.is_some_and(|c| {
+            c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+                && c.message.as_deref() == Some(message)
+        });
+        let current_nomination = status.and_then(|s| s.nominated_node_name.clone());
+        if unchanged && (nominated.is_none() || nominated == current_nomination) {
+            return Ok(());
+        }
+        let mut patch = json!({"status": {"conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": message, "lastProbeTime": null, "lastTransitionTime": now_rfc3339()}]}});
+        if let Some(node) = nominated {
+            patch["status"]["nominatedNodeName"] = json!(node);
+        }
+        self.patch_status(pod, patch).await
+    }
+}
+
+fn now_rfc3339() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// Creates one Event about `pod` as the default scheduler.
+async fn create_event(
+    client: &Client,
+    pod: &Pod,
+    reason: &str,
+    message: &str,
+    type_: &str,
+    action: &str,
+) -> Result<(), Error> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let name = pod.metadata.name.as_deref().unwrap_or("");
+    let now = jiff::Timestamp::now();
+    let ts = now_rfc3339();
+    let event: Event = serde_json::from_value(json!({
+        "metadata": {"name": format!("{name}.{:x}", now.as_nanosecond()), "namespace": ns},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": name,
+                           "uid": pod.metadata.uid, "resourceVersion": pod.metadata.resource_version},
+        "reason": reason,
+        "message": message,
+        "type": type_,
+        "action": action,
+        "source": {"component": DEFAULT_SCHEDULER_NAME},
+        "reportingComponent": DEFAULT_SCHEDULER_NAME,
+        "reportingInstance": DEFAULT_SCHEDULER_NAME,
+        "firstTimestamp": ts,
+        "lastTimestamp": ts,
+        "count": 1,
+    }))
+    .expect("a valid Event");
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    events
+        .create(&PostParams::default(), &event)
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::Api {
+            what: "recording an event for",
+            pod: pod_key(pod),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::pod;
+
+    #[test]
+    fn priority_comes_from_the_class() {
+        let classes = HashMap::from([
+            (
+                "high".to_string(),
+                (1000, Some("PreemptLowerPriority".into())),
+            ),
+            ("polite".to_string(), (500, Some("Never".into()))),
+        ]);
+        let get = |spec: serde_json::Value| {
+            let p = apply_priority_class(pod(spec), &classes);
+            let s = p.spec.unwrap();
+            (s.priority, s.preemption_policy)
+        };
+        assert_eq!(
+            get(serde_json::json!({"priorityClassName": "high", "priority": 0})),
+            (Some(1000), None)
+        );
+        assert_eq!(
+            get(serde_json::json!({"priorityClassName": "polite"})),
+            (Some(500), Some("Never".into()))
+        );
+        assert_eq!(
+            get(serde_json::json!({"priorityClassName": "system-node-critical"})),
+            (Some(2_000_001_000), None)
+        );
+        assert_eq!(
+            get(serde_json::json!({"priorityClassName": "unknown", "priority": 7})),
+            (Some(7), None)
+        );
     }
 }

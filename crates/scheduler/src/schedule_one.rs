@@ -1,13 +1,17 @@
-//! One scheduling attempt over the cache, as upstream's `schedulePod`: pre-filter, filter the
-//! nodes (starting where the last attempt stopped, and stopping once enough feasible nodes are
-//! found: upstream's `percentageOfNodesToScore` heuristic), score the feasible ones, pick the
-//! best (ties broken at random). When no node fits, a [`FitError`] carries the per-node
-//! reasons, rendered as upstream's `FailedScheduling` message.
+//! One scheduling attempt over the cache, as upstream's `schedulePod`: pre-filter, try the
+//! node a preemption nominated the pod to, else filter the nodes (starting where the last
+//! attempt stopped, and stopping once enough feasible nodes are found: upstream's
+//! `percentageOfNodesToScore` heuristic; pods nominated to a node count there for pods of
+//! lower priority), score the feasible ones, pick the best (ties broken at random). When no
+//! node fits, a [`FitError`] carries the per-node reasons, rendered as upstream's
+//! `FailedScheduling` message.
 
 use std::collections::BTreeMap;
 
 use crate::cache::Cache;
 use crate::framework::{Code, CycleState, Framework, PodInfo, Status};
+use crate::plugins::image_locality::ImageSpread;
+use crate::plugins::inter_pod_affinity::NamespaceLabelsState;
 
 /// Below this many nodes every node is checked.
 pub const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
@@ -21,10 +25,11 @@ pub struct FitError {
     pub num_all_nodes: usize,
     /// A pre-filter's rejection, which applies to every node.
     pub pre_filter: Option<Status>,
-    /// The failed status of each node that was checked.
-    pub node_statuses: Vec<Status>,
-    /// The pod may not preempt others (`preemptionPolicy: Never`).
-    pub preemption_never: bool,
+    /// The failed status of each node that was checked, by node name.
+    pub node_statuses: Vec<(String, Status)>,
+    /// What preemption said (upstream's `PostFilterMsg`): None until it ran, then the text
+    /// after the filter reasons (empty when it nominated a node).
+    pub post_filter_msg: Option<String>,
 }
 
 /// `"3 Insufficient cpu"`-style counts, sorted as strings as upstream sorts them.
@@ -51,24 +56,25 @@ impl std::fmt::Display for FitError {
             let filter = histogram(
                 self.node_statuses
                     .iter()
-                    .flat_map(|s| s.reasons.iter().map(String::as_str)),
+                    .flat_map(|(_, s)| s.reasons.iter().map(String::as_str)),
             );
             if !filter.is_empty() {
                 write!(f, " {filter}.")?;
             }
         }
-        // Preemption is not implemented; the message says what upstream's would find when no
-        // lower-priority pod can be evicted.
-        if self.preemption_never {
-            return f.write_str(" preemption: not eligible due to preemptionPolicy=Never.");
+        match self.post_filter_msg.as_deref() {
+            Some("") => return Ok(()),
+            Some(msg) => return write!(f, " preemption: {msg}"),
+            None => {}
         }
+        // Preemption found no victims (or did not run): which nodes it could have helped.
         let pre_code = self.pre_filter.as_ref().map(|s| s.code);
         let per_node: Vec<&str> = match pre_code {
             Some(_) => vec!["Preemption is not helpful for scheduling"; n],
             None => self
                 .node_statuses
                 .iter()
-                .map(|s| match s.code {
+                .map(|(_, s)| match s.code {
                     Code::Unschedulable => "No preemption victims found for incoming pod",
                     _ => "Preemption is not helpful for scheduling",
                 })
@@ -94,34 +100,67 @@ pub fn num_feasible_nodes_to_find(all: usize) -> usize {
     (all * pct / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
 }
 
+/// A cycle state with what the plugins read besides the pod and nodes (namespace labels,
+/// which nodes have which images).
+pub fn new_cycle_state(cache: &Cache) -> CycleState {
+    let mut state = CycleState::new();
+    state.write(NamespaceLabelsState(cache.namespaces.clone()));
+    state.write(ImageSpread {
+        nodes_with_image: cache.nodes_with_image.clone(),
+        num_nodes: cache.node_count(),
+    });
+    state.write(cache.affinity_totals);
+    state
+}
+
+/// A cycle state after the pre-filters, None when one rejects the pod (for preemption).
+pub fn pre_filtered_state(fwk: &Framework, cache: &Cache, pod: &PodInfo) -> Option<CycleState> {
+    let mut state = new_cycle_state(cache);
+    fwk.run_pre_filter(&mut state, pod, &cache.nodes)
+        .is_success()
+        .then_some(state)
+}
+
+/// The node the pod was nominated to by an earlier preemption, if any.
+pub fn nominated_node<'a>(cache: &'a Cache, pod: &'a PodInfo) -> Option<&'a str> {
+    cache.nominated_node(&pod.key).or_else(|| {
+        pod.pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.as_deref())
+            .filter(|n| !n.is_empty())
+    })
+}
+
 /// Picks a node for `pod`, or explains why none fits.
 pub fn schedule_pod(fwk: &Framework, cache: &mut Cache, pod: &PodInfo) -> Result<String, FitError> {
     let num_all_nodes = cache.node_count();
-    let preemption_never = pod
-        .pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.preemption_policy.as_deref())
-        == Some("Never");
     let fail = |pre_filter, node_statuses| FitError {
         num_all_nodes,
         pre_filter,
         node_statuses,
-        preemption_never,
+        post_filter_msg: None,
     };
     if num_all_nodes == 0 {
         return Err(fail(None, Vec::new()));
     }
-    let mut state = CycleState::new();
+    let mut state = new_cycle_state(cache);
     let pre = fwk.run_pre_filter(&mut state, pod, &cache.nodes);
     if !pre.is_success() {
         return Err(fail(Some(pre), Vec::new()));
+    }
+    // A preemptor tries the node its victims left first (upstream's evaluateNominatedNode).
+    if let Some(n) = nominated_node(cache, pod).and_then(|n| cache.node(n))
+        && n.node.is_some()
+        && fwk.run_filter_with_nominated(&state, pod, n).is_success()
+    {
+        return Ok(n.name.clone());
     }
     let want = num_feasible_nodes_to_find(num_all_nodes);
     let len = cache.nodes.len();
     let start = cache.next_start % len.max(1);
     let mut feasible: Vec<usize> = Vec::new();
-    let mut failed: Vec<Status> = Vec::new();
+    let mut failed: Vec<(String, Status)> = Vec::new();
     let mut processed = 0;
     for i in 0..len {
         let idx = (start + i) % len;
@@ -130,14 +169,14 @@ pub fn schedule_pod(fwk: &Framework, cache: &mut Cache, pod: &PodInfo) -> Result
         if n.node.is_none() {
             continue;
         }
-        let s = fwk.run_filter(&state, pod, n);
+        let s = fwk.run_filter_with_nominated(&state, pod, n);
         if s.is_success() {
             feasible.push(idx);
             if feasible.len() >= want {
                 break;
             }
         } else {
-            failed.push(s);
+            failed.push((n.name.clone(), s));
         }
     }
     cache.next_start = (start + processed) % len.max(1);
@@ -147,7 +186,7 @@ pub fn schedule_pod(fwk: &Framework, cache: &mut Cache, pod: &PodInfo) -> Result
         _ => {}
     }
     let refs: Vec<_> = feasible.iter().map(|&i| &cache.nodes[i]).collect();
-    let scores = fwk.run_score(&mut state, pod, &refs);
+    let scores = fwk.run_score(&mut state, pod, &refs, &cache.nodes);
     // The best score; among equals, each is picked with equal probability (reservoir).
     let mut best = 0;
     let mut ties = 0u32;
@@ -211,11 +250,21 @@ mod tests {
             schedule(&[], json!({})),
             Err("no nodes available to schedule pods".into())
         );
-        let mut never = cpu("100");
-        never["preemptionPolicy"] = json!("Never");
+        let mut e = schedule_pod(
+            &default_framework(),
+            &mut cache(&[small("a")]),
+            &PodInfo::new(Arc::new(pod(cpu("100")))),
+        )
+        .unwrap_err();
+        e.post_filter_msg = Some("not eligible due to preemptionPolicy=Never.".into());
         assert_eq!(
-            schedule(&[small("a")], never),
-            Err("0/1 nodes are available: 1 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never.".into())
+            e.to_string(),
+            "0/1 nodes are available: 1 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never."
+        );
+        e.post_filter_msg = Some(String::new());
+        assert_eq!(
+            e.to_string(),
+            "0/1 nodes are available: 1 Insufficient cpu."
         );
     }
 

@@ -1,6 +1,8 @@
 //! The in-tree plugins, one per file, named as upstream's, and the default profile: which
 //! plugins run, in which order, with which score weights (upstream's defaults).
 
+pub mod default_preemption;
+pub mod image_locality;
 pub mod inter_pod_affinity;
 pub mod node_affinity;
 pub mod node_name;
@@ -15,13 +17,14 @@ use std::sync::Arc;
 use crate::framework::Framework;
 
 /// Upstream's default profile: filters in upstream's order; scores with upstream's weights
-/// (TaintToleration 3, NodeAffinity 2, PodTopologySpread 2, NodeResourcesFit 1,
-/// NodeResourcesBalancedAllocation 1).
+/// (TaintToleration 3, NodeAffinity 2, PodTopologySpread 2, InterPodAffinity 2, NodeResourcesFit 1,
+/// NodeResourcesBalancedAllocation 1, ImageLocality 1).
 pub fn default_framework() -> Framework {
     let taint = Arc::new(taint_toleration::TaintToleration);
     let affinity = Arc::new(node_affinity::NodeAffinity);
     let fit = Arc::new(node_resources_fit::NodeResourcesFit);
     let spread = Arc::new(pod_topology_spread::PodTopologySpread);
+    let inter_pod = Arc::new(inter_pod_affinity::InterPodAffinity);
     Framework {
         filters: vec![
             Arc::new(node_unschedulable::NodeUnschedulable),
@@ -29,18 +32,20 @@ pub fn default_framework() -> Framework {
             taint.clone(),
             affinity.clone(),
             fit.clone(),
-            Arc::new(inter_pod_affinity::InterPodAffinity),
+            inter_pod.clone(),
             spread.clone(),
         ],
         scorers: vec![
             (taint, 3),
             (affinity, 2),
             (spread, 2),
+            (inter_pod, 2),
             (fit, 1),
             (
                 Arc::new(node_resources_balanced_allocation::NodeResourcesBalancedAllocation),
                 1,
             ),
+            (Arc::new(image_locality::ImageLocality), 1),
         ],
     }
 }
@@ -150,7 +155,7 @@ pub(crate) mod tests {
         let refs: Vec<&NodeInfo> = infos.iter().collect();
         let pi = PodInfo::new(Arc::new(pod(spec)));
         let mut state = CycleState::new();
-        p.pre_score(&mut state, &pi, &refs);
+        p.pre_score(&mut state, &pi, &refs, &infos);
         let mut s: Vec<i64> = refs.iter().map(|n| p.score(&state, &pi, n)).collect();
         p.normalize_score(&state, &pi, &mut s);
         s

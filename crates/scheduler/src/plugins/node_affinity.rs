@@ -73,12 +73,6 @@ impl FilterPlugin for NodeAffinity {
             return Status::success();
         };
         let empty = BTreeMap::new();
-        let labels = node.labels().unwrap_or(&empty);
-        if let Some(sel) = &spec.node_selector
-            && !sel.iter().all(|(k, v)| labels.get(k) == Some(v))
-        {
-            return Status::unresolvable(NAME, ERR_REASON);
-        }
         let required = spec
             .affinity
             .as_ref()
@@ -87,6 +81,16 @@ impl FilterPlugin for NodeAffinity {
                 a.required_during_scheduling_ignored_during_execution
                     .as_ref()
             });
+        if spec.node_selector.is_none() && required.is_none() {
+            // Most pods: no need to look at the node's labels.
+            return Status::success();
+        }
+        let labels = node.labels().unwrap_or(&empty);
+        if let Some(sel) = &spec.node_selector
+            && !sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+        {
+            return Status::unresolvable(NAME, ERR_REASON);
+        }
         if let Some(req) = required
             && !req
                 .node_selector_terms

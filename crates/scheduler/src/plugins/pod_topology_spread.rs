@@ -33,6 +33,7 @@ pub const ERR_MISSING_LABEL: &str =
 pub struct PodTopologySpread;
 
 /// One constraint, with its selector completed by `matchLabelKeys`.
+#[derive(Clone)]
 struct Constraint {
     max_skew: i64,
     key: String,
@@ -70,34 +71,49 @@ impl Constraint {
         }
     }
 
-    /// Counts the matching pods of every eligible node's domain.
-    fn count(&mut self, pod: &PodInfo, nodes: &[&NodeInfo]) {
+    /// The node's domain, if it has one and counts for this constraint.
+    fn domain<'a>(&self, pod: &PodInfo, node: &'a NodeInfo) -> Option<&'a String> {
+        let domain = node.labels().and_then(|l| l.get(&self.key))?;
+        if self.honor_node_affinity
+            && !NodeAffinity
+                .filter(&CycleState::new(), pod, node)
+                .is_success()
+        {
+            return None;
+        }
+        Some(domain)
+    }
+
+    /// Whether `other` counts as a matching pod for the incoming `pod`.
+    fn counts_pod(&self, pod: &PodInfo, other: &PodInfo) -> bool {
         let ns = pod.pod.metadata.namespace.as_deref().unwrap_or("default");
         let empty = BTreeMap::new();
+        !other.terminating()
+            && other.pod.metadata.namespace.as_deref().unwrap_or("default") == ns
+            && selector_matches(
+                self.selector.as_ref(),
+                other.pod.metadata.labels.as_ref().unwrap_or(&empty),
+            )
+    }
+
+    /// Counts the matching pods of every eligible node's domain.
+    fn count(&mut self, pod: &PodInfo, nodes: &[&NodeInfo]) {
         for node in nodes {
-            let Some(domain) = node.labels().and_then(|l| l.get(&self.key)) else {
+            let Some(domain) = self.domain(pod, node) else {
                 continue;
             };
-            if self.honor_node_affinity
-                && !NodeAffinity
-                    .filter(&CycleState::new(), pod, node)
-                    .is_success()
-            {
-                continue;
-            }
-            let matching = node
-                .pods
-                .iter()
-                .filter(|p| {
-                    p.pod.metadata.deletion_timestamp.is_none()
-                        && p.pod.metadata.namespace.as_deref().unwrap_or("default") == ns
-                        && selector_matches(
-                            self.selector.as_ref(),
-                            p.pod.metadata.labels.as_ref().unwrap_or(&empty),
-                        )
-                })
-                .count() as i64;
+            let matching = node.pods.iter().filter(|p| self.counts_pod(pod, p)).count() as i64;
             *self.counts.entry(domain.clone()).or_default() += matching;
+        }
+    }
+
+    /// Adds `delta` for `other` on `node` when it counts.
+    fn update(&mut self, pod: &PodInfo, other: &PodInfo, node: &NodeInfo, delta: i64) {
+        if !self.counts_pod(pod, other) {
+            return;
+        }
+        if let Some(domain) = self.domain(pod, node) {
+            *self.counts.entry(domain.clone()).or_default() += delta;
         }
     }
 
@@ -119,11 +135,14 @@ impl Constraint {
 }
 
 /// The constraints of one kind (`DoNotSchedule` or `ScheduleAnyway`) with their counts.
+#[derive(Clone)]
 struct Constraints(Vec<Constraint>);
 
 /// Hard constraints, kept for the filter.
+#[derive(Clone)]
 struct FilterState(Constraints);
 /// Soft constraints, kept for scoring.
+#[derive(Clone)]
 struct ScoreState(Constraints);
 
 fn constraints(pod: &PodInfo, when: &str, nodes: &[&NodeInfo]) -> Constraints {
@@ -154,9 +173,37 @@ impl Plugin for PodTopologySpread {
 
 impl FilterPlugin for PodTopologySpread {
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[NodeInfo]) -> Status {
+        let has_constraints = pod
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.topology_spread_constraints.as_ref())
+            .is_some_and(|c| !c.is_empty());
+        if !has_constraints {
+            // Most pods: nothing to count (the filter passes without a state).
+            return Status::success();
+        }
         let refs: Vec<&NodeInfo> = nodes.iter().collect();
         state.write(FilterState(constraints(pod, "DoNotSchedule", &refs)));
         Status::success()
+    }
+
+    fn add_pod(&self, state: &mut CycleState, pod: &PodInfo, added: &PodInfo, node: &NodeInfo) {
+        if let Some(FilterState(Constraints(cs))) = state.read_mut::<FilterState>() {
+            cs.iter_mut().for_each(|c| c.update(pod, added, node, 1));
+        }
+    }
+
+    fn remove_pod(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        removed: &PodInfo,
+        node: &NodeInfo,
+    ) {
+        if let Some(FilterState(Constraints(cs))) = state.read_mut::<FilterState>() {
+            cs.iter_mut().for_each(|c| c.update(pod, removed, node, -1));
+        }
     }
 
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
@@ -178,7 +225,13 @@ impl FilterPlugin for PodTopologySpread {
 }
 
 impl ScorePlugin for PodTopologySpread {
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[&NodeInfo]) {
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        nodes: &[&NodeInfo],
+        _all_nodes: &[NodeInfo],
+    ) {
         state.write(ScoreState(constraints(pod, "ScheduleAnyway", nodes)));
     }
 
@@ -275,7 +328,7 @@ mod tests {
             json!({"app": "web"}),
             spec,
             &[zone_node("a", "z1"), zone_node("b", "z2")],
-            &[std::slice::from_ref(&web), &[web]],
+            &[std::slice::from_ref(&web), std::slice::from_ref(&web)],
         );
         // Two domains with one pod each, but three are wanted: the global minimum is 0.
         assert_eq!(got, [Some(ERR_CONSTRAINTS), Some(ERR_CONSTRAINTS)]);

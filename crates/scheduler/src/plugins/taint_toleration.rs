@@ -45,11 +45,7 @@ fn tolerations(pod: &PodInfo) -> &[Toleration] {
 }
 
 fn taints(node: &NodeInfo) -> &[Taint] {
-    node.node
-        .as_ref()
-        .and_then(|n| n.spec.as_ref())
-        .and_then(|s| s.taints.as_deref())
-        .unwrap_or_default()
+    node.taints()
 }
 
 impl Plugin for TaintToleration {
@@ -81,6 +77,9 @@ impl FilterPlugin for TaintToleration {
 
 impl ScorePlugin for TaintToleration {
     fn score(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
+        if !node.tainted {
+            return 0;
+        }
         // Only tolerations that apply to PreferNoSchedule count here, as upstream.
         let tols: Vec<&Toleration> = tolerations(pod)
             .iter()
