@@ -247,7 +247,8 @@ mod tests {
             .map(|r| r["name"].as_str().unwrap())
             .collect();
         assert!(names.contains(&"pods") && names.contains(&"pods/status"));
-        assert!(!names.contains(&"pods/exec"));
+        assert!(names.contains(&"pods/exec") && names.contains(&"serviceaccounts/token"));
+        assert!(!names.contains(&"pods/ephemeralcontainers"));
         let apis = group_list(&reg);
         assert!(
             apis["groups"]
