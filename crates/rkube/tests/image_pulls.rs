@@ -109,31 +109,13 @@ spec:
     )
 }
 
-fn wait_ready(s: &Server, name: &str) {
-    let r = s.run(
-        &[
-            "wait",
-            "--for=condition=Ready",
-            &format!("pod/{name}"),
-            "--timeout=60s",
-        ],
-        None,
-    );
-    assert_eq!(
-        r.code,
-        0,
-        "{}",
-        s.run(&["describe", "pod", name], None).stdout
-    );
-}
-
 #[test]
 fn pulls_from_a_registry_without_auth() {
     let registry = Registry::start(None);
     let image = registry.push_busybox("library/busybox:open", None);
     let s = Server::start_node();
     s.apply(&pod("pulled", &image, None));
-    wait_ready(&s, "pulled");
+    s.wait_ready("pulled");
     let describe = s.ok(&["describe", "pod", "pulled"]);
     assert!(describe.contains("Pulling"), "{describe}");
     assert!(describe.contains("Successfully pulled image"), "{describe}");
@@ -190,7 +172,7 @@ fn pulls_with_htpasswd_auth_need_the_pull_secret() {
         "--docker-password=s3cret",
     ]);
     s.apply(&pod("with-secret", &image, Some("regcred")));
-    wait_ready(&s, "with-secret");
+    s.wait_ready("with-secret");
 }
 
 #[test]

@@ -10,25 +10,6 @@ use std::time::Duration;
 
 use support::{BUSYBOX, Server, eventually};
 
-fn wait_ready(s: &Server, pod: &str) {
-    let r = s.run(
-        &[
-            "wait",
-            "--for=condition=Ready",
-            &format!("pod/{pod}"),
-            "--timeout=60s",
-        ],
-        None,
-    );
-    assert_eq!(
-        r.code,
-        0,
-        "pod {pod} not Ready: {}\n{}",
-        r.stderr,
-        s.run(&["describe", "pod", pod], None).stdout
-    );
-}
-
 #[test]
 fn init_containers_volumes_downward_api_and_hooks() {
     let s = Server::start_node();
@@ -87,7 +68,7 @@ spec:
 ",
         host_dir.display()
     ));
-    wait_ready(&s, "lifecycle");
+    s.wait_ready("lifecycle");
     assert!(
         eventually(Duration::from_secs(20), || {
             s.run(&["logs", "lifecycle"], None).stdout
@@ -145,8 +126,8 @@ spec:
     command: [sh, -c, 'while read line; do echo got $line; done']
 "
     ));
-    wait_ready(&s, "chatty");
-    wait_ready(&s, "reader");
+    s.wait_ready("chatty");
+    s.wait_ready("reader");
     // logs -f keeps delivering new lines.
     let mut follow = s
         .kubectl_cmd(&["logs", "-f", "chatty"])

@@ -11,26 +11,6 @@ use std::time::Duration;
 
 use support::{BUSYBOX, Server, eventually};
 
-/// Waits until the pod is Ready (as `kubectl wait` does), failing with its description.
-fn wait_ready(s: &Server, pod: &str) {
-    let r = s.run(
-        &[
-            "wait",
-            "--for=condition=Ready",
-            &format!("pod/{pod}"),
-            "--timeout=60s",
-        ],
-        None,
-    );
-    assert_eq!(
-        r.code,
-        0,
-        "pod {pod} not Ready: {}\n{}",
-        r.stderr,
-        s.run(&["describe", "pod", pod], None).stdout
-    );
-}
-
 /// Waits for a pod phase.
 fn wait_phase(s: &Server, pod: &str, phase: &str) {
     let ok = eventually(Duration::from_secs(60), || {
@@ -73,7 +53,7 @@ fn run_logs_exec_cp_port_forward_describe_and_delete() {
         "-p",
         "80",
     ]);
-    wait_ready(&s, "web");
+    s.wait_ready("web");
     let uid = s.jsonpath_or_empty(&["pod", "web"], "{.metadata.uid}");
     let pod_ip = s.jsonpath_or_empty(&["pod", "web"], "{.status.podIP}");
     assert!(
@@ -333,14 +313,14 @@ spec:
   restartPolicy: Never
 "
     ));
-    wait_ready(&s, "secretmount");
+    s.wait_ready("secretmount");
     assert_eq!(
         s.ok(&["exec", "secretmount", "--", "cat", "/etc/foo/dbpass"]),
         "mypassword"
     );
     wait_phase(&s, "secret-env", "Succeeded");
     assert_eq!(s.ok(&["logs", "secret-env"]), "mypassword\n");
-    wait_ready(&s, "configmap-pod");
+    s.wait_ready("configmap-pod");
     assert_eq!(
         s.ok(&["logs", "configmap-pod"]),
         "environment=dev\nlevel=debug\n"
@@ -525,7 +505,7 @@ fn restarting_the_server_keeps_containers_running() {
         "sleep",
         "3601",
     ]);
-    wait_ready(&s, "keeper");
+    s.wait_ready("keeper");
     let id = s.jsonpath(
         &["pod", "keeper"],
         "{.status.containerStatuses[0].containerID}",
@@ -539,7 +519,7 @@ fn restarting_the_server_keeps_containers_running() {
         "the API did not come back"
     );
     std::thread::sleep(Duration::from_secs(3));
-    wait_ready(&s, "keeper");
+    s.wait_ready("keeper");
     assert_eq!(
         s.jsonpath(
             &["pod", "keeper"],

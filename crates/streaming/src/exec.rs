@@ -38,6 +38,9 @@ async fn pump(mut r: rkube_cri::Reader, channel: u8, out: mpsc::Sender<Message>)
     }
 }
 
+/// How long the process may take to end once the client's side of the stream has ended.
+const CLIENT_GONE_GRACE: Duration = Duration::from_secs(2);
+
 /// Runs `session` (or reports its start failure) over `ws` until the process ends and its
 /// status has been sent, or the client goes away.
 pub(crate) async fn run<S>(
@@ -132,7 +135,10 @@ pub(crate) async fn run<S>(
 
     let exit = tokio::select! {
         code = &mut session.exit => Some(code),
-        _ = &mut input => None,
+        // The client's side ended first (its close, or a broken read): the process often ends
+        // a moment later (stdin closed), and then its status still goes out with a proper
+        // close rather than the connection being dropped under the client.
+        _ = &mut input => tokio::time::timeout(CLIENT_GONE_GRACE, &mut session.exit).await.ok(),
     };
     let Some(code) = exit else {
         // The client is gone: nobody to report to.

@@ -351,6 +351,26 @@ impl Server {
         p
     }
 
+    /// Waits until the pod is Ready (as `kubectl wait` does), failing with its description.
+    pub fn wait_ready(&self, pod: &str) {
+        let r = self.run(
+            &[
+                "wait",
+                "--for=condition=Ready",
+                &format!("pod/{pod}"),
+                "--timeout=60s",
+            ],
+            None,
+        );
+        assert_eq!(
+            r.code,
+            0,
+            "pod {pod} not Ready: {}\n{}",
+            r.stderr,
+            self.run(&["describe", "pod", pod], None).stdout
+        );
+    }
+
     /// `kubectl get <what> -o jsonpath=<template>`, or "" while the object does not exist.
     pub fn jsonpath_or_empty(&self, what: &[&str], template: &str) -> String {
         let tpl = format!("jsonpath={template}");
