@@ -7,7 +7,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+
+use crate::shim::protocol::{Conn, Response};
 
 /// An async reader/writer over a pipe end or a pty master.
 pub(crate) struct FdStream {
@@ -113,4 +115,31 @@ pub(crate) fn resize(fd: &OwnedFd, width: u16, height: u16) {
     };
     // SAFETY: ioctl with a valid winsize.
     unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+}
+
+/// Waits for the shim's closing line on an exec or wait connection (the exit code) without
+/// holding a thread. Dropping the future closes the connection, which the supervisor takes
+/// as the client having gone: it ends an exec'd process whose stream nobody reads any more
+/// (a blocking read on a pool thread would keep the socket open until the process ended by
+/// itself, and the thread with it).
+pub(crate) async fn recv_exit(conn: Conn) -> io::Result<Response> {
+    let (stream, mut buf) = conn.into_parts();
+    stream.set_read_timeout(None)?;
+    stream.set_nonblocking(true)?;
+    let mut stream = tokio::net::UnixStream::from_std(stream)?;
+    loop {
+        if let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+            return serde_json::from_slice(&buf[..nl])
+                .map_err(|e| io::Error::other(format!("bad shim message: {e}")));
+        }
+        let mut more = [0u8; 1024];
+        let n = stream.read(&mut more).await?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the shim connection was closed",
+            ));
+        }
+        buf.extend_from_slice(&more[..n]);
+    }
 }

@@ -889,12 +889,9 @@ impl RuntimeService for EmbeddedRuntime {
             }
             None => (fds.remove("stdin"), fds.remove("stdout"), None),
         };
-        let mut conn = conn;
-        conn.stream.set_read_timeout(None).map_err(internal)?;
         let exit = Box::pin(async move {
-            tokio::task::spawn_blocking(move || conn.recv_line::<Response>())
+            exec::recv_exit(conn)
                 .await
-                .map_err(internal)?
                 .map_err(|e| Error::Internal(format!("waiting for the exec'd process: {e}")))?
                 .exit_code
                 .ok_or_else(|| Error::Internal("the pod supervisor sent no exit code".into()))
@@ -931,26 +928,29 @@ impl RuntimeService for EmbeddedRuntime {
         let inner = self.inner.clone();
         let cid = id.to_string();
         let exit = Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let (resp, _, mut conn) = protocol::call(
-                    &inner.sock(&sandbox_id),
-                    &Request::Wait { id: cid.clone() },
-                    None,
-                )
-                .map_err(|e| Error::Internal(format!("waiting for container {cid}: {e}")))?;
-                if let Some(code) = resp.exit_code {
-                    return Ok(code);
-                }
-                if let Some(e) = resp.error {
-                    return Err(Error::Internal(e));
-                }
-                conn.recv_line::<Response>()
-                    .map_err(|e| Error::Internal(format!("waiting for container {cid}: {e}")))?
-                    .exit_code
-                    .ok_or_else(|| Error::Internal("the pod supervisor sent no exit code".into()))
+            let sock = inner.sock(&sandbox_id);
+            let req = Request::Wait { id: cid.clone() };
+            // The supervisor answers a wait only when the container exits: connect and ask
+            // on a pool thread (quick), then await the answer without one, so a detached
+            // attach drops this future, and with it the connection.
+            let conn = tokio::task::spawn_blocking(move || {
+                let s = protocol::connect(&sock)?;
+                protocol::send(&s, &req, &[])?;
+                Ok::<_, std::io::Error>(protocol::Conn::new(s))
             })
             .await
             .map_err(internal)?
+            .map_err(|e| Error::Internal(format!("waiting for container {cid}: {e}")))?;
+            let resp = exec::recv_exit(conn)
+                .await
+                .map_err(|e| Error::Internal(format!("waiting for container {cid}: {e}")))?;
+            match (resp.exit_code, resp.error) {
+                (Some(code), _) => Ok(code),
+                (None, Some(e)) => Err(Error::Internal(e)),
+                (None, None) => Err(Error::Internal(
+                    "the pod supervisor sent no exit code".into(),
+                )),
+            }
         });
         Ok(StreamingSession {
             stdin: writer(fds.remove("stdin"))?,

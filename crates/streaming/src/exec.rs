@@ -41,13 +41,24 @@ async fn pump(mut r: rkube_cri::Reader, channel: u8, out: mpsc::Sender<Message>)
 /// How long the process may take to end once the client's side of the stream has ended.
 const CLIENT_GONE_GRACE: Duration = Duration::from_secs(2);
 
+/// What a session reports on the error channel when its process ends.
+#[derive(Clone, Debug)]
+pub(crate) enum Report {
+    /// exec: the command's exit code (non-zero → `NonZeroExitCode`, naming the command).
+    ExitCode(Vec<String>),
+    /// attach: only that the stream ended. As upstream's kubelet, the container's exit code
+    /// is not the attach's outcome (it is in the pod's status; `kubectl run -i` reads it
+    /// there), so `kubectl attach` ends with 0 when the container exits.
+    StreamEnd,
+}
+
 /// Runs `session` (or reports its start failure) over `ws` until the process ends and its
 /// status has been sent, or the client goes away.
 pub(crate) async fn run<S>(
     ws: WebSocketStream<S>,
     protocol: Protocol,
     session: Result<StreamingSession, String>,
-    command: Vec<String>,
+    report: Report,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -157,10 +168,10 @@ pub(crate) async fn run<S>(
     for p in &pumps {
         p.abort();
     }
-    let outcome = match code {
-        Ok(0) => Outcome::Success,
-        Ok(code) => Outcome::ExitCode { code, command },
-        Err(e) => Outcome::Error(e.to_string()),
+    let outcome = match (code, report) {
+        (Ok(0), _) | (Ok(_), Report::StreamEnd) => Outcome::Success,
+        (Ok(code), Report::ExitCode(command)) => Outcome::ExitCode { code, command },
+        (Err(e), _) => Outcome::Error(e.to_string()),
     };
     if let Some(m) = status_message(protocol, &outcome) {
         let _ = out_tx.send(Message::Binary(frame(ch::ERROR, &m))).await;

@@ -389,12 +389,18 @@ async fn exec_or_attach(
         let Some(ws) = upgraded_websocket(on_upgrade).await else {
             return;
         };
-        let session = if attach {
-            runtime.attach(&container_id, &opts).await
+        let (session, report) = if attach {
+            (
+                runtime.attach(&container_id, &opts).await,
+                exec::Report::StreamEnd,
+            )
         } else {
-            runtime.exec(&container_id, &command, &opts).await
+            (
+                runtime.exec(&container_id, &command, &opts).await,
+                exec::Report::ExitCode(command),
+            )
         };
-        exec::run(ws, protocol, session.map_err(|e| e.to_string()), command).await;
+        exec::run(ws, protocol, session.map_err(|e| e.to_string()), report).await;
     });
     resp
 }

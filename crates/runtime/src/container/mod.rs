@@ -39,8 +39,13 @@ pub(crate) fn merge_args(image: &ImageConfig, config: &ContainerConfig) -> Vec<S
     }
 }
 
+/// The terminal type a process with a terminal gets, as containerd sets it.
+const TERM_XTERM: &str = "TERM=xterm";
+
 /// The image's ENV with the config's envs over it (same name: the config wins, in place),
-/// then HOSTNAME and PATH defaults when missing.
+/// then HOSTNAME and PATH defaults when missing, and `TERM=xterm` for a container with a
+/// terminal unless the image or the config names a TERM (containerd's `WithTTY`: without a
+/// TERM, full-screen programs in `kubectl attach -it` fall back to a dumb terminal).
 pub(crate) fn merge_env(
     image: &ImageConfig,
     config: &ContainerConfig,
@@ -64,7 +69,20 @@ pub(crate) fn merge_env(
     if !env.iter().any(|(k, _)| k == "HOSTNAME") && !hostname.is_empty() {
         env.push(("HOSTNAME".to_string(), hostname.to_string()));
     }
+    if config.tty && !env.iter().any(|(k, _)| k == "TERM") {
+        env.push(("TERM".to_string(), "xterm".to_string()));
+    }
     env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// `env` for a process exec'd with a terminal (`kubectl exec -t`): `TERM=xterm` in place of
+/// any TERM the container has, as containerd's exec does.
+pub(crate) fn exec_tty_env(env: &[String]) -> Vec<String> {
+    env.iter()
+        .filter(|kv| !kv.starts_with("TERM="))
+        .cloned()
+        .chain(std::iter::once(TERM_XTERM.to_string()))
+        .collect()
 }
 
 /// Parses a STOPSIGNAL (`SIGTERM`, `TERM`, `15`, `SIGRTMIN+3`); empty means SIGTERM.
@@ -150,6 +168,35 @@ mod tests {
                 "C=4",
                 "HOSTNAME=h"
             ])
+        );
+    }
+
+    #[test]
+    fn terminals_get_xterm() {
+        let img = ImageConfig {
+            env: s(&["A=1"]),
+            ..Default::default()
+        };
+        let mut c = ContainerConfig {
+            tty: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            merge_env(&img, &c, ""),
+            s(&[&format!("PATH={DEFAULT_PATH}"), "A=1", "TERM=xterm"])
+        );
+        c.envs = vec![("TERM".into(), "vt100".into())];
+        assert!(merge_env(&img, &c, "").contains(&"TERM=vt100".to_string()));
+        c.tty = false;
+        c.envs.clear();
+        assert!(
+            !merge_env(&img, &c, "")
+                .iter()
+                .any(|e| e.starts_with("TERM="))
+        );
+        assert_eq!(
+            exec_tty_env(&s(&["TERM=vt100", "A=1"])),
+            s(&["A=1", "TERM=xterm"])
         );
     }
 

@@ -548,6 +548,11 @@ pub(crate) fn spawn_exec(
     } else {
         Some(open_ns("pid")?)
     };
+    let env = if stdio.tty {
+        super::exec_tty_env(&spec.env)
+    } else {
+        spec.env.clone()
+    };
     let (err_r, err_w) = cloexec_pipe().map_err(|e| format!("creating the error pipe: {e}"))?;
     if let Some(fd) = &pidns {
         nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWPID)
@@ -568,7 +573,7 @@ pub(crate) fn spawn_exec(
                 .map_err(|e| format!("joining the container's mount namespace: {e}"))?;
             let p = Process {
                 args,
-                env: &spec.env,
+                env: &env,
                 cwd: spec
                     .config
                     .working_dir

@@ -167,6 +167,12 @@ impl Conn {
         }
     }
 
+    /// The socket and the bytes already read past the last line, for a caller that reads
+    /// the rest asynchronously ([`crate::exec::recv_exit`]).
+    pub fn into_parts(self) -> (UnixStream, Vec<u8>) {
+        (self.stream, self.buf)
+    }
+
     /// Reads a plain JSON line (no fds), e.g. the second line of exec/wait.
     pub fn recv_line<T: for<'de> Deserialize<'de>>(&mut self) -> io::Result<T> {
         let line = self.read_line()?;

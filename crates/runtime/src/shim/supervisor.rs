@@ -115,6 +115,20 @@ fn nonblock(fd: RawFd) {
     }
 }
 
+/// Whether the other end of a pipe or socket has gone (a detached attach's output pipe, a
+/// waiter whose client left): such fds are dropped when the next attach or wait comes, so
+/// repeated attach/detach does not pile them up for the container's lifetime.
+fn peer_gone(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: poll on one pollfd for an fd we own, without waiting.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLHUP | libc::POLLERR) != 0
+}
+
 fn dup(fd: &OwnedFd) -> std::io::Result<OwnedFd> {
     let d = fd.try_clone()?;
     set_cloexec(d.as_raw_fd());
@@ -505,6 +519,7 @@ impl Supervisor {
             }
             Request::Wait { id } => match self.containers.get_mut(&id) {
                 Some(c) if !c.exited => {
+                    c.waiters.retain(|w| !peer_gone(w.as_raw_fd()));
                     if let Ok(s) = stream.try_clone() {
                         c.waiters.push(s);
                     }
@@ -768,6 +783,7 @@ impl Supervisor {
                 fds.push(fd);
             }
         }
+        c.subs.retain(|(_, w)| !peer_gone(w.as_raw_fd()));
         let tty = c.pty.is_some();
         let wanted: Vec<(Option<Stream>, &str)> = if tty {
             if stdout {
