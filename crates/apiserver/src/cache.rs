@@ -46,10 +46,6 @@ const SELECTABLE: &[&str] = &[
     "involvedObject.apiVersion",
     "involvedObject.resourceVersion",
     "involvedObject.fieldPath",
-    "regarding.kind",
-    "regarding.namespace",
-    "regarding.name",
-    "regarding.uid",
 ];
 
 /// One object version in the cache.
@@ -89,7 +85,6 @@ impl Entry {
             ("spec.", p.spec),
             ("status.", p.status),
             ("involvedObject.", p.involved_object),
-            ("regarding.", p.regarding),
             ("source.", p.source),
             ("", p.top),
         ];
@@ -239,9 +234,10 @@ mod selectable {
         pub metadata: Meta,
         pub spec: Option<Leaves>,
         pub status: Option<Leaves>,
+        /// Events are stored in their core form (`events.k8s.io` field labels such as
+        /// `regarding.name` are mapped to these by the request's filter).
         #[serde(rename = "involvedObject")]
         pub involved_object: Option<Leaves>,
-        pub regarding: Option<Leaves>,
         pub source: Option<Leaves>,
         /// Top-level scalars (`type`, `reason`, `reportingComponent`…).
         #[serde(flatten)]

@@ -13,6 +13,7 @@ pub mod authn;
 pub mod authz;
 pub mod cache;
 pub mod codec;
+pub mod conversion;
 pub mod crd;
 pub mod discovery;
 pub mod fieldmanager;

@@ -2,8 +2,8 @@
 //! `<deployment>-<pod-template-hash>`), rolled out by the RollingUpdate (maxSurge /
 //! maxUnavailable) or Recreate strategy, numbered by the `deployment.kubernetes.io/revision`
 //! annotation (a rollback re-uses the old ReplicaSet under a new revision), old ReplicaSets
-//! kept up to `revisionHistoryLimit`, and the Available / Progressing conditions `kubectl
-//! rollout status` reads.
+//! kept up to `revisionHistoryLimit`, the Available / Progressing conditions `kubectl
+//! rollout status` reads, and ReplicaFailure copied from the ReplicaSets.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -636,6 +636,29 @@ async fn sync_status(
         }
         c
     };
+    // A ReplicaSet's ReplicaFailure (the new one's first) is the Deployment's, as upstream's
+    // syncRolloutStatus copies it; gone from the ReplicaSets, gone here.
+    let replica_failure = all
+        .iter()
+        .find_map(|rs| {
+            rs.status
+                .as_ref()?
+                .conditions
+                .as_ref()?
+                .iter()
+                .find(|c| c.type_ == "ReplicaFailure")
+                .cloned()
+        })
+        .map(|c| DeploymentCondition {
+            type_: c.type_,
+            status: c.status,
+            reason: c.reason,
+            message: c.message,
+            last_update_time: c.last_transition_time.clone(),
+            last_transition_time: c.last_transition_time,
+        });
+    let mut conditions = vec![available_cond, progressing];
+    conditions.extend(replica_failure);
     let status = json!({
         "observedGeneration": d.metadata.generation,
         "replicas": total,
@@ -643,7 +666,7 @@ async fn sync_status(
         "readyReplicas": ready,
         "availableReplicas": available,
         "unavailableReplicas": (replicas - available).max(0),
-        "conditions": [available_cond, progressing],
+        "conditions": conditions,
         "collisionCount": prev.collision_count,
     });
     let current = serde_json::to_value(&prev).unwrap_or_default();

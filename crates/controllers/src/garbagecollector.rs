@@ -116,6 +116,13 @@ pub async fn run(client: Client) {
                         if !ops.iter().all(|v| caps.supports_operation(v)) {
                             continue;
                         }
+                        // Upstream's ignored resources: events (both groups' views of
+                        // them) never own anything and are too many to track.
+                        if ar.plural == "events"
+                            && (ar.group.is_empty() || ar.group == "events.k8s.io")
+                        {
+                            continue;
+                        }
                         let key = format!("{}/{}/{}", ar.group, ar.version, ar.plural);
                         if watched.insert(key) {
                             let namespaced = caps.scope == Scope::Namespaced;

@@ -1,6 +1,7 @@
 //! The ReplicaSet controller, which also drives ReplicationControllers: keeps `replicas` pods
 //! matching the selector, adopting orphans and releasing pods that stopped matching, and
-//! reports counts in the status.
+//! reports counts and the `ReplicaFailure` condition (pods it could not create or delete) in
+//! the status.
 //!
 //! Both kinds are handled through one [`Workload`] view of a `DynamicObject`, since they
 //! differ only in how the selector is written. Pods are read with a LIST per reconcile: the
@@ -197,9 +198,12 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
     let active: Vec<&Pod> = owned.iter().filter(|p| is_active(p)).collect();
     let diff = active.len() as i64 - w.replicas;
     let mut requeue = None;
+    // A failure to create or delete pods is reported in the status (ReplicaFailure) before
+    // it is returned, as upstream's syncReplicaSet does.
+    let mut manage_err: Option<Error> = None;
     if diff < 0 {
         let want = (-diff as usize).min(BURST);
-        create_pods(&ctx, &pods_api, &w, want).await?;
+        manage_err = create_pods(&ctx, &pods_api, &w, want).await.err();
     } else if diff > 0 {
         let mut victims = active.clone();
         victims.sort_by_key(|p| pods::deletion_rank(p));
@@ -219,7 +223,9 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
                         .await;
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    manage_err.get_or_insert(e.into());
+                }
             }
         }
     }
@@ -253,14 +259,36 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
         // Pods become available after minReadySeconds: look again then.
         requeue = Some(Duration::from_secs(w.min_ready_seconds.max(1) as u64));
     }
-    let status = json!({
+    let mut status = json!({
         "replicas": active.len(),
         "fullyLabeledReplicas": fully_labeled,
         "readyReplicas": ready,
         "availableReplicas": available,
         "observedGeneration": w.generation,
     });
+    let failure = manage_err.as_ref().map(|e| {
+        let reason = if diff < 0 {
+            "FailedCreate"
+        } else {
+            "FailedDelete"
+        };
+        (reason, error_message(e))
+    });
+    let previous = obj.data.pointer("/status/conditions");
+    let conditions = replica_failure_conditions(
+        previous,
+        failure.as_ref().map(|(r, m)| (*r, m.as_str())),
+        &now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    );
+    if !conditions.is_empty() {
+        status["conditions"] = Value::Array(conditions);
+    }
     if obj.data.get("status") != Some(&status) {
+        let mut patch = status.clone();
+        if status.get("conditions").is_none() && previous.is_some() {
+            // A merge patch removes the field only when told so explicitly.
+            patch["conditions"] = Value::Null;
+        }
         let api: Api<DynamicObject> = Api::namespaced_with(
             ctx.client.clone(),
             &w.namespace,
@@ -276,14 +304,53 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Err
         api.patch_status(
             &w.name,
             &PatchParams::default(),
-            &Patch::Merge(&json!({"status": status})),
+            &Patch::Merge(&json!({"status": patch})),
         )
         .await?;
+    }
+    if let Some(e) = manage_err {
+        return Err(e);
     }
     Ok(match requeue {
         Some(d) => Action::requeue(d),
         None => Action::await_change(),
     })
+}
+
+/// The message of a failed API call as the apiserver wrote it (upstream's `err.Error()` of a
+/// StatusError), e.g. `pods "web-" is forbidden: …`.
+fn error_message(e: &Error) -> String {
+    match e {
+        Error::Api(kube::Error::Api(s)) => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `status.conditions` after a sync, by upstream's rule: a failed sync adds a
+/// `ReplicaFailure` condition (status True, `reason`, the error's message) unless one is
+/// there already; a successful sync removes it. Other conditions are kept as they are.
+fn replica_failure_conditions(
+    previous: Option<&Value>,
+    failure: Option<(&str, &str)>,
+    now: &str,
+) -> Vec<Value> {
+    let mut conditions: Vec<Value> = previous
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let has_failure = conditions.iter().any(|c| c["type"] == "ReplicaFailure");
+    match failure {
+        Some((reason, message)) if !has_failure => conditions.push(json!({
+            "type": "ReplicaFailure",
+            "status": "True",
+            "lastTransitionTime": now,
+            "reason": reason,
+            "message": message,
+        })),
+        Some(_) => {}
+        None => conditions.retain(|c| c["type"] != "ReplicaFailure"),
+    }
+    conditions
 }
 
 fn gvk_of(w: &Workload) -> GroupVersionKind {
@@ -350,11 +417,12 @@ async fn create_pods(ctx: &Ctx, api: &Api<Pod>, w: &Workload, count: usize) -> R
                         .await;
                 }
                 Err(e) => {
-                    let msg = format!("Error creating: {e}");
+                    let e = Error::from(e);
+                    let msg = format!("Error creating: {}", error_message(&e));
                     ctx.recorder
                         .record(&w.object_ref(), "Warning", "FailedCreate", &msg)
                         .await;
-                    return Err(e.into());
+                    return Err(e);
                 }
             }
         }
@@ -362,4 +430,36 @@ async fn create_pods(ctx: &Ctx, api: &Api<Pod>, w: &Workload, count: usize) -> R
         batch *= 2;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replica_failure_is_set_once_and_cleared() {
+        let t = "2026-01-01T00:00:00Z";
+        let forbidden = "pods \"web-\" is forbidden: no PriorityClass with name x was found";
+        let set = replica_failure_conditions(None, Some(("FailedCreate", forbidden)), t);
+        assert_eq!(
+            set,
+            [
+                json!({"type": "ReplicaFailure", "status": "True", "lastTransitionTime": t,
+                    "reason": "FailedCreate", "message": forbidden})
+            ]
+        );
+        // A second failure keeps the first condition (and its time) as it is.
+        let prev = Value::Array(set.clone());
+        let again = replica_failure_conditions(
+            Some(&prev),
+            Some(("FailedCreate", "other")),
+            "2026-01-02T00:00:00Z",
+        );
+        assert_eq!(again, set);
+        // Success removes it, keeping other conditions.
+        let mut with_other = set.clone();
+        with_other.push(json!({"type": "Other", "status": "True"}));
+        let cleared = replica_failure_conditions(Some(&Value::Array(with_other)), None, t);
+        assert_eq!(cleared, [json!({"type": "Other", "status": "True"})]);
+    }
 }

@@ -78,15 +78,33 @@ impl ResourceType {
         }
     }
 
+    /// The group whose objects this resource's objects are: its own group, except for a
+    /// resource that is only another view of a resource of another group (see
+    /// [`SHARED_STORAGE`]).
+    pub fn storage_group(&self) -> &str {
+        SHARED_STORAGE
+            .iter()
+            .find(|(group, plural, _)| *group == self.group && *plural == self.plural)
+            .map_or(self.group.as_str(), |(_, _, stored)| stored)
+    }
+
+    /// Whether this resource is a view of another group's stored objects (converted on the
+    /// way in and out), as `events.k8s.io` Events are of core Events.
+    pub fn is_view_of_other_group(&self) -> bool {
+        self.storage_group() != self.group
+    }
+
     /// Store key prefix under which all objects of this resource live (ends with `/`).
     ///
     /// Core resources sit at `/registry/<plural>/` as upstream stores them; other groups add
-    /// the group so that two groups' same-named resources never share keys.
+    /// the group so that two groups' same-named resources never share keys. A resource in
+    /// [`SHARED_STORAGE`] uses the prefix of the resource it is a view of.
     pub fn key_prefix(&self) -> String {
-        if self.group.is_empty() {
+        let group = self.storage_group();
+        if group.is_empty() {
             format!("/registry/{}/", self.plural)
         } else {
-            format!("/registry/{}/{}/", self.group, self.plural)
+            format!("/registry/{}/{}/", group, self.plural)
         }
     }
 
@@ -115,6 +133,11 @@ impl ResourceType {
             || self.short_names.iter().any(|s| s == name)
     }
 }
+
+/// Resources that are another group's view of the same stored objects: (group, plural,
+/// storage group). Upstream keeps one Event resource at `/registry/events/NS/NAME` and serves
+/// it as core `v1` Events and as `events.k8s.io/v1` Events, converting field by field.
+pub const SHARED_STORAGE: &[(&str, &str, &str)] = &[("events.k8s.io", "events", "")];
 
 /// Compact description of a built-in row: (group, version, kind, plural, namespaced, short
 /// names, categories, subresources, definition package).
@@ -677,6 +700,18 @@ mod tests {
             ns.key(Some("ignored"), "kube-system"),
             "/registry/namespaces/kube-system"
         );
+    }
+
+    #[test]
+    fn events_k8s_io_events_share_core_event_keys() {
+        let reg = Registry::builtin();
+        let core = reg.lookup("", "v1", "events").unwrap();
+        let events = reg.lookup("events.k8s.io", "v1", "events").unwrap();
+        assert_eq!(events.key(Some("ns"), "e"), "/registry/events/ns/e");
+        assert_eq!(events.key_prefix(), core.key_prefix());
+        assert!(events.is_view_of_other_group());
+        assert!(!core.is_view_of_other_group());
+        assert_eq!(events.group_resource(), "events.events.k8s.io");
     }
 
     #[test]

@@ -80,6 +80,8 @@ struct Fields {
     first: &'static str,
     last: &'static str,
     count: &'static str,
+    /// The reporting component, the SOURCE column's fallback when `source` is empty.
+    reporting: &'static str,
 }
 
 const CORE: Fields = Fields {
@@ -89,6 +91,7 @@ const CORE: Fields = Fields {
     first: "/firstTimestamp",
     last: "/lastTimestamp",
     count: "/count",
+    reporting: "/reportingComponent",
 };
 
 const EVENTS_V1: Fields = Fields {
@@ -98,6 +101,7 @@ const EVENTS_V1: Fields = Fields {
     first: "/deprecatedFirstTimestamp",
     last: "/deprecatedLastTimestamp",
     count: "/deprecatedCount",
+    reporting: "/reportingController",
 };
 
 fn core_event(obj: &Value, now: Timestamp) -> Vec<Value> {
@@ -140,7 +144,7 @@ fn event(obj: &Value, now: Timestamp, f: &Fields) -> Vec<Value> {
     };
     let component = first_non_empty(
         str_at(obj, &format!("{}/component", f.source)),
-        str_at(obj, "/reportingController"),
+        str_at(obj, f.reporting),
     );
     let instance = first_non_empty(
         str_at(obj, &format!("{}/host", f.source)),
@@ -194,7 +198,7 @@ mod tests {
             ),
             (
                 json!({"metadata": {"name": "e"}, "type": "Warning", "reason": "FailedScheduling",
-                    "involvedObject": {"kind": "Pod", "name": "web"}, "reportingController": "default-scheduler",
+                    "involvedObject": {"kind": "Pod", "name": "web"}, "reportingComponent": "default-scheduler",
                     "eventTime": ago(300), "series": {"count": 7, "lastObservedTime": ago(30)}}),
                 json!([
                     "30s",

@@ -1,6 +1,6 @@
 //! The objects every cluster starts with, created through the API like any client would:
-//! the four system namespaces, and the `kubernetes` Service with its Endpoints and
-//! EndpointSlice pointing at this apiserver. Safe to run on every start.
+//! the four system namespaces, the two system PriorityClasses, and the `kubernetes` Service
+//! with its Endpoints and EndpointSlice pointing at this apiserver. Safe to run on every start.
 
 use kube::Client;
 use kube::api::{Api, DynamicObject, PostParams};
@@ -8,6 +8,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 
 use rkube_apiserver::Config;
+use rkube_apiserver::strategy::SYSTEM_PRIORITY_CLASSES;
 
 /// Namespaces that exist in every cluster.
 pub const SYSTEM_NAMESPACES: &[&str] =
@@ -24,6 +25,20 @@ pub async fn run(client: &Client, config: &Config, service_ip: &str) -> Result<(
             "namespaces",
             None,
             json!({"metadata": {"name": ns}}),
+        )
+        .await?;
+    }
+    // Upstream's apiserver creates the built-in PriorityClasses at start
+    // (`scheduling/bootstrap-system-priority-classes`).
+    for (name, value, description) in SYSTEM_PRIORITY_CLASSES {
+        ensure(
+            client,
+            "scheduling.k8s.io",
+            "v1",
+            "PriorityClass",
+            "priorityclasses",
+            None,
+            json!({"metadata": {"name": name}, "value": value, "description": description}),
         )
         .await?;
     }

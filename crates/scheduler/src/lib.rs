@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
@@ -43,13 +42,6 @@ use crate::schedule_one::FitError;
 pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
 /// Bindings in flight at once.
 const MAX_CONCURRENT_BINDINGS: usize = 64;
-/// The built-in PriorityClasses (upstream's apiserver creates them at start).
-const SYSTEM_PRIORITY_CLASSES: [(&str, i32); 2] = [
-    ("system-node-critical", 2_000_001_000),
-    ("system-cluster-critical", 2_000_000_000),
-];
-/// How long to wait for the PriorityClass list before scheduling without it.
-const CLASS_SYNC_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Errors of the scheduler's API calls.
 #[derive(Debug, thiserror::Error)]
@@ -75,9 +67,6 @@ pub struct Scheduler {
     bindings: Arc<tokio::sync::Semaphore>,
     nodes_synced: AtomicBool,
     pods_synced: AtomicBool,
-    /// PriorityClass name → (value, preemption policy).
-    classes: Mutex<HashMap<String, (i32, Option<String>)>>,
-    classes_synced: tokio::sync::Notify,
     /// PodDisruptionBudgets by `namespace/name`.
     pdbs: Mutex<HashMap<String, Arc<PodDisruptionBudget>>>,
 }
@@ -92,14 +81,11 @@ pub async fn run(client: Client) {
         bindings: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_BINDINGS)),
         nodes_synced: AtomicBool::new(false),
         pods_synced: AtomicBool::new(false),
-        classes: Mutex::new(HashMap::new()),
-        classes_synced: tokio::sync::Notify::new(),
         pdbs: Mutex::new(HashMap::new()),
     });
     tokio::join!(
         s.clone().watch_nodes(),
         s.clone().watch_pods(),
-        s.clone().watch_priority_classes(),
         s.clone().watch_pdbs(),
         s.clone().watch_namespaces(),
         s.clone().schedule_loop(),
@@ -155,35 +141,6 @@ where
     }
 }
 
-/// The pod with the priority and preemption policy of its PriorityClass (`classes`: name →
-/// value and policy), as upstream's Priority admission plugin sets them; a class's `Never`
-/// wins over the pod's own policy. Pods of unknown classes keep their `spec.priority`.
-pub fn apply_priority_class(mut pod: Pod, classes: &HashMap<String, (i32, Option<String>)>) -> Pod {
-    let Some(spec) = pod.spec.as_mut() else {
-        return pod;
-    };
-    let Some(name) = spec
-        .priority_class_name
-        .as_deref()
-        .filter(|n| !n.is_empty())
-    else {
-        return pod;
-    };
-    let class = classes.get(name).cloned().or_else(|| {
-        SYSTEM_PRIORITY_CLASSES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| (*v, None))
-    });
-    if let Some((value, policy)) = class {
-        spec.priority = Some(value);
-        if policy.as_deref() == Some("Never") {
-            spec.preemption_policy = policy;
-        }
-    }
-    pod
-}
-
 /// The key of a namespaced object.
 fn object_key(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
     format!(
@@ -194,39 +151,6 @@ fn object_key(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) ->
 }
 
 impl Scheduler {
-    async fn watch_priority_classes(self: Arc<Self>) {
-        let mut pending: HashMap<String, (i32, Option<String>)> = HashMap::new();
-        let s = self.clone();
-        watch_all::<PriorityClass>(self.client.clone(), move |ev| {
-            let entry = |c: &PriorityClass| {
-                (
-                    c.metadata.name.clone().unwrap_or_default(),
-                    (c.value, c.preemption_policy.clone()),
-                )
-            };
-            match ev {
-                watcher::Event::Init => pending.clear(),
-                watcher::Event::InitApply(c) => {
-                    let (k, v) = entry(&c);
-                    pending.insert(k, v);
-                }
-                watcher::Event::InitDone => {
-                    *s.classes.lock().unwrap() = std::mem::take(&mut pending);
-                    s.classes_synced.notify_one();
-                }
-                watcher::Event::Apply(c) => {
-                    let (k, v) = entry(&c);
-                    s.classes.lock().unwrap().insert(k, v);
-                }
-                watcher::Event::Delete(c) => {
-                    let name = c.metadata.name.unwrap_or_default();
-                    s.classes.lock().unwrap().remove(&name);
-                }
-            }
-        })
-        .await;
-    }
-
     async fn watch_pdbs(self: Arc<Self>) {
         let api: Api<PodDisruptionBudget> = Api::all(self.client.clone());
         let mut seen: HashSet<String> = HashSet::new();
@@ -281,10 +205,6 @@ impl Scheduler {
         .await;
     }
 
-    fn with_class_priority(&self, pod: Pod) -> Pod {
-        apply_priority_class(pod, &self.classes.lock().unwrap())
-    }
-
     async fn watch_nodes(self: Arc<Self>) {
         let api: Api<Node> = Api::all(self.client.clone());
         let mut seen: HashSet<String> = HashSet::new();
@@ -328,7 +248,6 @@ impl Scheduler {
     }
 
     fn on_pod(&self, pod: Pod, now: Instant) {
-        let pod = self.with_class_priority(pod);
         let key = pod_key(&pod);
         if terminal(&pod) {
             // Finished pods free their node's resources.
@@ -364,8 +283,6 @@ impl Scheduler {
     }
 
     async fn watch_pods(self: Arc<Self>) {
-        // Pods are queued by priority, which comes from their class: know the classes first.
-        let _ = tokio::time::timeout(CLASS_SYNC_TIMEOUT, self.classes_synced.notified()).await;
         let api: Api<Pod> = Api::all(self.client.clone());
         let mut seen: HashSet<String> = HashSet::new();
         let mut stream = watcher(api, watcher::Config::default()).boxed();
@@ -732,42 +649,4 @@ async fn create_event(
             pod: pod_key(pod),
             source,
         })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testing::pod;
-
-    #[test]
-    fn priority_comes_from_the_class() {
-        let classes = HashMap::from([
-            (
-                "high".to_string(),
-                (1000, Some("PreemptLowerPriority".into())),
-            ),
-            ("polite".to_string(), (500, Some("Never".into()))),
-        ]);
-        let get = |spec: serde_json::Value| {
-            let p = apply_priority_class(pod(spec), &classes);
-            let s = p.spec.unwrap();
-            (s.priority, s.preemption_policy)
-        };
-        assert_eq!(
-            get(serde_json::json!({"priorityClassName": "high", "priority": 0})),
-            (Some(1000), None)
-        );
-        assert_eq!(
-            get(serde_json::json!({"priorityClassName": "polite"})),
-            (Some(500), Some("Never".into()))
-        );
-        assert_eq!(
-            get(serde_json::json!({"priorityClassName": "system-node-critical"})),
-            (Some(2_000_001_000), None)
-        );
-        assert_eq!(
-            get(serde_json::json!({"priorityClassName": "unknown", "priority": 7})),
-            (Some(7), None)
-        );
-    }
 }

@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 use super::filter::Filter;
 use super::read::render_one;
 use super::{Ctx, body, now_rfc3339};
-use crate::codec;
 use crate::response::{self, Response};
 use crate::strategy;
+use crate::{codec, conversion};
 
 /// Outcome of deleting one object.
 pub(crate) struct Deleted {
@@ -40,7 +40,10 @@ pub(crate) async fn delete_named(
     let key = ctx.rt.key(ctx.namespace(), name);
     for _ in 0..8 {
         let (obj, rev) = match ctx.srv.store.get(&key).await.map_err(ApiError::internal)? {
-            Some(kv) => (codec::decode(&kv.value, kv.mod_revision), kv.mod_revision),
+            Some(kv) => (
+                conversion::to_view(&ctx.rt, codec::decode(&kv.value, kv.mod_revision)),
+                kv.mod_revision,
+            ),
             None => return Err(ApiError::not_found(&ctx.rt.group, &ctx.rt.plural, name)),
         };
         check_preconditions(ctx, name, &obj, opts)?;
@@ -149,7 +152,7 @@ async fn delete_one(
         if dry_run {
             return Ok(Deleted { obj, gone: false });
         }
-        let bytes = codec::encode(&mut obj);
+        let bytes = conversion::encode(&ctx.rt, &mut obj);
         let new_rev = ctx.srv.store.update(key, bytes, Some(rev)).await?;
         return Ok(Deleted {
             obj: codec::stored(obj, new_rev),

@@ -12,6 +12,18 @@ use crate::request::Query;
 pub struct Filter {
     labels: labels::Selector,
     fields: fields::Selector,
+    /// The request's field labels and the stored-form fields they select on, for a view of
+    /// another group's objects (`regarding.name` is a core Event's `involvedObject.name`).
+    field_labels: &'static [(&'static str, &'static str)],
+}
+
+/// Field labels of a view of another group's objects, mapped to the stored form's fields
+/// (upstream's field label conversion functions). Empty for ordinary resources.
+fn field_label_conversions(rt: &ResourceType) -> &'static [(&'static str, &'static str)] {
+    match (rt.group.as_str(), rt.kind.as_str()) {
+        ("events.k8s.io", "Event") => crate::conversion::EVENTS_V1_FIELD_LABELS,
+        _ => &[],
+    }
 }
 
 /// Field selectors a kind supports beyond `metadata.name` and `metadata.namespace`.
@@ -40,14 +52,6 @@ fn supported_fields(rt: &ResourceType) -> &'static [&'static str] {
             "source",
             "type",
         ],
-        ("events.k8s.io", "Event") => &[
-            "regarding.kind",
-            "regarding.namespace",
-            "regarding.name",
-            "regarding.uid",
-            "reason",
-            "type",
-        ],
         ("", "Secret") => &["type"],
         ("", "Node") => &["spec.unschedulable"],
         ("", "Namespace") => &["status.phase"],
@@ -72,15 +76,25 @@ impl Filter {
             None => fields::Selector::everything(),
         };
         let allowed = supported_fields(rt);
+        let field_labels = field_label_conversions(rt);
         for r in fields.requirements() {
             let f = r.field.as_str();
-            if f != "metadata.name" && f != "metadata.namespace" && !allowed.contains(&f) {
+            let known = if field_labels.is_empty() {
+                allowed.contains(&f)
+            } else {
+                field_labels.iter().any(|(label, _)| *label == f)
+            };
+            if f != "metadata.name" && f != "metadata.namespace" && !known {
                 return Err(ApiError::bad_request(format!(
                     "field label not supported: {f}"
                 )));
             }
         }
-        Ok(Filter { labels, fields })
+        Ok(Filter {
+            labels,
+            fields,
+            field_labels,
+        })
     }
 
     /// Whether the filter selects everything.
@@ -90,6 +104,14 @@ impl Filter {
 
     /// Whether a cached object matches.
     pub fn matches(&self, e: &Entry) -> bool {
-        self.labels.matches(|k| e.label(k)) && self.fields.matches(|f| Some(e.field(f)))
+        self.labels.matches(|k| e.label(k))
+            && self.fields.matches(|f| {
+                let stored = self
+                    .field_labels
+                    .iter()
+                    .find(|(label, _)| *label == f)
+                    .map_or(f, |(_, stored)| stored);
+                Some(e.field(stored))
+            })
     }
 }

@@ -179,11 +179,11 @@ pub async fn handle(
     resp
 }
 
-/// Loads the named object and its revision, or NotFound.
+/// Loads the named object (in the request's version) and its revision, or NotFound.
 pub(crate) async fn load(ctx: &Ctx<'_>) -> Result<(Value, i64), ApiError> {
     match ctx.srv.store.get(&ctx.key()).await {
         Ok(Some(kv)) => Ok((
-            crate::codec::decode(&kv.value, kv.mod_revision),
+            crate::conversion::to_view(&ctx.rt, crate::codec::decode(&kv.value, kv.mod_revision)),
             kv.mod_revision,
         )),
         Ok(None) => Err(ctx.not_found()),

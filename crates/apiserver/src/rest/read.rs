@@ -17,6 +17,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::filter::Filter;
 use super::{Ctx, load};
 use crate::cache::{CacheEvent, Entry, EventType};
+use crate::conversion;
 use crate::response::{self, Accept, Response};
 use crate::table;
 
@@ -159,7 +160,10 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let list_rv = cont.map(|(rv, _)| rv).unwrap_or(rev).to_string();
     match ctx.accept {
         Accept::Table => {
-            let objs: Vec<Value> = items.iter().map(|e| e.object()).collect();
+            let objs: Vec<Value> = items
+                .iter()
+                .map(|e| conversion::entry_object(&ctx.rt, e))
+                .collect();
             let refs: Vec<&Value> = objs.iter().collect();
             let mut t = table::table(ctx.srv, &ctx.rt, &refs, &list_rv, &ctx.query);
             if let Some(n) = &next {
@@ -199,7 +203,7 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
                 if i > 0 {
                     out.push(b',');
                 }
-                crate::codec::write_with_rv(&mut out, &e.value, e.rv);
+                conversion::write_entry(&ctx.rt, &mut out, e);
             }
             out.extend_from_slice(b"]}");
             if accept == Accept::Yaml {
@@ -364,7 +368,7 @@ impl WatchView {
         out.extend_from_slice(b"\",\"object\":");
         match self.accept {
             Accept::Table => {
-                let obj = entry.object();
+                let obj = conversion::entry_object(&self.rt, entry);
                 let mut t = table::table(
                     &self.srv,
                     &self.rt,
@@ -383,7 +387,7 @@ impl WatchView {
                 let m = entry.partial_metadata();
                 out.extend_from_slice(&serde_json::to_vec(&m).unwrap_or_default());
             }
-            _ => crate::codec::write_with_rv(&mut out, &entry.value, entry.rv),
+            _ => conversion::write_entry(&self.rt, &mut out, entry),
         }
         out.extend_from_slice(b"}\n");
         Bytes::from(out)

@@ -4,19 +4,27 @@
 
 mod crd;
 mod defaults;
+pub mod event;
 mod namespace;
 mod networking;
 mod pod;
+mod priorityclass;
 mod secret;
 mod service;
 mod storage;
 mod workload;
 
+pub use priorityclass::SYSTEM_PRIORITY_CLASSES;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
 use rkube_core::registry::ResourceType;
 use rkube_core::status::ApiError;
 use rkube_core::validation::{self, FieldError};
 use serde_json::Value;
 
+use crate::ApiServer;
 use crate::alloc::ServiceAllocators;
 
 /// Resources held for an object being written, given back if the write fails.
@@ -59,6 +67,20 @@ pub trait Strategy: Send + Sync {
         self.validate(new)
     }
 
+    /// Admission that reads other stored objects, as upstream's admission plugins read their
+    /// informers (e.g. Priority resolving a pod's PriorityClass). Runs after validation, on
+    /// create (`old` is None) and on updates of the main resource. `name` is the name errors
+    /// show: the `generateName` prefix while upstream would not have generated the name yet.
+    fn admit<'a>(
+        &'a self,
+        _srv: &'a Arc<ApiServer>,
+        _obj: &'a mut Value,
+        _old: Option<&'a Value>,
+        _name: &'a str,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
     /// Allocates what the object needs from cluster-wide pools (Service IPs and ports).
     fn allocate(
         &self,
@@ -82,7 +104,7 @@ pub trait Strategy: Send + Sync {
     /// itself, such as serving a CRD's resources.
     fn stored(
         &self,
-        _srv: &std::sync::Arc<crate::ApiServer>,
+        _srv: &Arc<ApiServer>,
         _old: Option<&Value>,
         _new: Option<&Value>,
         _gone: Option<&Value>,
@@ -118,8 +140,10 @@ pub fn for_resource(rt: &ResourceType) -> &'static dyn Strategy {
         ("", "PersistentVolumeClaim") => &storage::PersistentVolumeClaim,
         ("storage.k8s.io", "StorageClass") => &storage::StorageClass,
         ("networking.k8s.io", "NetworkPolicy") => &networking::NetworkPolicy,
-        ("scheduling.k8s.io", "PriorityClass") => &networking::PriorityClass,
+        ("scheduling.k8s.io", "PriorityClass") => &priorityclass::PriorityClass,
         ("", "Endpoints") | ("discovery.k8s.io", "EndpointSlice") => &networking::Endpoints,
+        ("", "Event") => &event::CoreEvent,
+        ("events.k8s.io", "Event") => &event::EventsV1Event,
         _ => &Default_,
     }
 }

@@ -1,4 +1,4 @@
-//! NetworkPolicies, PriorityClasses and endpoint objects: upstream's defaults.
+//! NetworkPolicies and endpoint objects: upstream's defaults.
 
 use serde_json::{Value, json};
 
@@ -7,8 +7,6 @@ use super::defaults::set_default;
 
 /// The NetworkPolicy strategy.
 pub struct NetworkPolicy;
-/// The PriorityClass strategy.
-pub struct PriorityClass;
 /// The Endpoints and EndpointSlice strategy.
 pub struct Endpoints;
 
@@ -46,14 +44,6 @@ impl Strategy for NetworkPolicy {
                     }
                 }
             }
-        }
-    }
-}
-
-impl Strategy for PriorityClass {
-    fn prepare_for_create(&self, obj: &mut Value) {
-        if let Some(m) = obj.as_object_mut() {
-            set_default(m, "preemptionPolicy", json!("PreemptLowerPriority"));
         }
     }
 }

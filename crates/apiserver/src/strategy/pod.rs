@@ -1,13 +1,18 @@
 //! Pods: spec defaults (including the admission plugins upstream enables by default:
-//! ServiceAccount and DefaultTolerationSeconds), the initial `Pending` status with its QoS
+//! ServiceAccount, DefaultTolerationSeconds and Priority), the initial `Pending` status with its QoS
 //! class, container validation, and upstream's rule that a pod's spec is immutable except for
 //! images, tolerations additions and activeDeadlineSeconds.
 
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use rkube_core::status::ApiError;
 use rkube_core::validation::{self, FieldError};
 use serde_json::{Value, json};
 
 use super::Strategy;
 use super::defaults::{pod_spec, set_default};
+use crate::ApiServer;
 
 /// The pod strategy.
 pub struct Pod;
@@ -86,8 +91,6 @@ impl Strategy for Pod {
                 let sa = s["serviceAccountName"].clone();
                 set_default(s, "serviceAccount", sa);
                 set_default(s, "enableServiceLinks", json!(true));
-                set_default(s, "priority", json!(0));
-                set_default(s, "preemptionPolicy", json!("PreemptLowerPriority"));
                 add_default_tolerations(s);
             }
         }
@@ -106,6 +109,16 @@ impl Strategy for Pod {
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
         if let Some(spec) = new.get_mut("spec") {
             pod_spec(spec);
+            // Priority admission set these at create: an update that omits them keeps them.
+            if let Some(s) = spec.as_object_mut() {
+                for key in ["priority", "preemptionPolicy"] {
+                    if s.get(key).is_none_or(Value::is_null)
+                        && let Some(v) = old.pointer(&format!("/spec/{key}"))
+                    {
+                        s.insert(key.into(), v.clone());
+                    }
+                }
+            }
         }
         if let Some(map) = new.as_object_mut()
             && let Some(status) = old.get("status")
@@ -116,6 +129,21 @@ impl Strategy for Pod {
 
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         validate_pod_spec(obj.get("spec").unwrap_or(&Value::Null), "spec")
+    }
+
+    fn admit<'a>(
+        &'a self,
+        srv: &'a Arc<ApiServer>,
+        obj: &'a mut Value,
+        old: Option<&'a Value>,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            if old.is_some() {
+                return Ok(());
+            }
+            super::priorityclass::admit_pod(srv, obj, name).await
+        })
     }
 
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
