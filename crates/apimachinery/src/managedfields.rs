@@ -158,9 +158,14 @@ fn ignored() -> FieldSet {
 }
 
 fn strip(set: &FieldSet) -> FieldSet {
-    let mut metadata = FieldSet::new();
-    metadata.insert(&[PathElement::Field("metadata".into())]);
-    set.recursive_difference(&ignored()).difference(&metadata)
+    // Built once: stripping runs three times on every tracked write.
+    static IGNORED: std::sync::LazyLock<FieldSet> = std::sync::LazyLock::new(ignored);
+    static METADATA: std::sync::LazyLock<FieldSet> = std::sync::LazyLock::new(|| {
+        let mut metadata = FieldSet::new();
+        metadata.insert(&[PathElement::Field("metadata".into())]);
+        metadata
+    });
+    set.recursive_difference(&IGNORED).difference(&METADATA)
 }
 
 fn strip_comparison(c: Comparison) -> Comparison {

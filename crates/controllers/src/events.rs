@@ -321,11 +321,18 @@ impl Correlator {
 }
 
 /// Emits events as one component.
+///
+/// Like upstream's event broadcaster, recording never waits for the API: events queue for one
+/// writer task per recorder, which correlates and writes them in order. A reconcile creating
+/// 500 pods thus does not also wait for 500 event writes.
 #[derive(Clone)]
 pub struct Recorder {
     client: Client,
     component: String,
     correlator: Arc<Mutex<Correlator>>,
+    /// The writer's queue, started with the first event (a recorder may be made outside a
+    /// runtime).
+    queue: Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Event>>>,
 }
 
 impl Recorder {
@@ -335,6 +342,7 @@ impl Recorder {
             client,
             component: component.into(),
             correlator: Arc::default(),
+            queue: Arc::default(),
         }
     }
 
@@ -375,8 +383,24 @@ impl Recorder {
     /// Records a `Normal` (or `Warning`) event about `object`. Failures are logged, never
     /// returned: an event is never worth failing a reconcile for.
     pub async fn record(&self, object: &ObjectReference, type_: &str, reason: &str, message: &str) {
+        let event = self.event(object, type_, reason, message, jiff::Timestamp::now());
+        let queue = self.queue.get_or_init(|| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let writer = self.clone();
+            tokio::spawn(async move {
+                while let Some(event) = rx.recv().await {
+                    writer.write(event).await;
+                }
+            });
+            tx
+        });
+        let _ = queue.send(event);
+    }
+
+    /// Correlates `event` with those written before and creates or patches it.
+    async fn write(&self, event: Event) {
         let now = jiff::Timestamp::now();
-        let event = self.event(object, type_, reason, message, now);
+        let reason = event.reason.clone().unwrap_or_default();
         let ns = event.metadata.namespace.clone().unwrap_or_default();
         let (decision, key) = match self.correlator.lock() {
             Ok(mut c) => c.correlate(&event, now),

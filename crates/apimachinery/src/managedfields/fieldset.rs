@@ -117,10 +117,16 @@ impl FieldSet {
     pub fn insert(&mut self, path: &[PathElement]) {
         match path {
             [] => {}
+            // Clone a path element only when it is new here: most inserts share a prefix.
             [pe] => {
-                self.members.insert(pe.clone());
+                if !self.members.contains(pe) {
+                    self.members.insert(pe.clone());
+                }
             }
-            [pe, rest @ ..] => self.children.entry(pe.clone()).or_default().insert(rest),
+            [pe, rest @ ..] => match self.children.get_mut(pe) {
+                Some(child) => child.insert(rest),
+                None => self.children.entry(pe.clone()).or_default().insert(rest),
+            },
         }
     }
 

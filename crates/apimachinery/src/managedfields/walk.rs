@@ -94,27 +94,39 @@ fn items_by_pe<'v>(list: &'v [Value], keys: Keys<'_>) -> Vec<(PathElement, &'v V
 /// empty maps.
 pub fn to_field_set(v: &Value, schema: &Schema, schemas: &Schemas) -> FieldSet {
     let mut set = FieldSet::new();
-    walk_set(v, schema, schemas, &mut Vec::new(), &mut set, false);
+    walk_set_under(v, schema, schemas, &mut Vec::new(), &mut set, false, 0);
     set
 }
 
-fn walk_set(
+/// Inserts the paths of `v` (see [`to_field_set`]) below `path`, whose first `root` elements
+/// are a prefix: the value at the prefix itself is never inserted (the caller decides
+/// whether it is owned). `own_maps` also owns every non-empty map.
+fn walk_set_under(
     v: &Value,
     schema: &Schema,
     schemas: &Schemas,
     path: &mut Vec<PathElement>,
     set: &mut FieldSet,
     own_maps: bool,
+    root: usize,
 ) {
     match kind(schema, schemas, v) {
         Kind::Fields { is_map } => {
             let obj = v.as_object().expect("kind checked");
-            if obj.is_empty() || (own_maps && is_map) {
+            if path.len() > root && (obj.is_empty() || (own_maps && is_map)) {
                 set.insert(path);
             }
             for (k, cv) in obj {
                 path.push(PathElement::Field(k.clone()));
-                walk_set(cv, schemas.field(schema, k), schemas, path, set, own_maps);
+                walk_set_under(
+                    cv,
+                    schemas.field(schema, k),
+                    schemas,
+                    path,
+                    set,
+                    own_maps,
+                    root,
+                );
                 path.pop();
             }
         }
@@ -125,7 +137,15 @@ fn walk_set(
                 if let Value::Object(m) = item {
                     for (k, cv) in m {
                         path.push(PathElement::Field(k.clone()));
-                        walk_set(cv, schemas.field(items, k), schemas, path, set, own_maps);
+                        walk_set_under(
+                            cv,
+                            schemas.field(items, k),
+                            schemas,
+                            path,
+                            set,
+                            own_maps,
+                            root,
+                        );
                         path.pop();
                     }
                 }
@@ -181,14 +201,10 @@ fn subtree(
     if own {
         set.insert(path);
     }
-    let mut sub = FieldSet::new();
-    walk_set(v, schema, schemas, &mut Vec::new(), &mut sub, true);
-    for p in sub.paths() {
-        let len = path.len();
-        path.extend(p);
-        set.insert(path);
-        path.truncate(len);
-    }
+    // Walked in place under `path` (no intermediate set): this runs for every field of a
+    // created object, on every create.
+    let root = path.len();
+    walk_set_under(v, schema, schemas, path, set, true, root);
 }
 
 fn cmp(
