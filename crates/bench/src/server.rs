@@ -99,6 +99,11 @@ impl Server {
     /// Spawns `rkube server` on a new data dir and free port, with `--datastore-endpoint
     /// etcd_endpoint` when given. Returns at once; see [`Server::wait_ready`].
     pub fn spawn(etcd_endpoint: Option<&str>) -> anyhow::Result<Server> {
+        Server::spawn_with(etcd_endpoint, &[])
+    }
+
+    /// Like [`Server::spawn`], with more `rkube server` flags (e.g. `--disable-scheduler`).
+    pub fn spawn_with(etcd_endpoint: Option<&str>, extra: &[&str]) -> anyhow::Result<Server> {
         let bin = rkube_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("rkube-bench-")
@@ -116,6 +121,7 @@ impl Server {
         if let Some(ep) = etcd_endpoint {
             cmd.args(["--datastore-endpoint", ep]);
         }
+        cmd.args(extra);
         let spawned = Instant::now();
         let mut child = cmd
             .spawn()
@@ -289,6 +295,84 @@ impl Agent {
         }
         total
     }
+}
+
+/// Another `rkube` process working against a [`Server`] through its admin kubeconfig: a
+/// `rkube scheduler`, a `rkube controller-manager` or a simulated-nodes agent. Killed on drop.
+pub struct Component {
+    child: Child,
+}
+
+impl Component {
+    /// `rkube scheduler` / `rkube controller-manager` (`what`) with the server's kubeconfig.
+    pub fn control_plane(server: &Server, what: &str) -> anyhow::Result<Component> {
+        let mut cmd = Command::new(rkube_binary()?);
+        cmd.arg(what)
+            .arg("--kubeconfig")
+            .arg(server.data_dir().join("kubeconfig.yaml"));
+        Component::spawn(cmd, what)
+    }
+
+    /// `rkube agent --simulate count --node-name prefix`: `prefix-0 … prefix-(count-1)`.
+    pub fn simulated_nodes(
+        server: &Server,
+        prefix: &str,
+        count: usize,
+    ) -> anyhow::Result<Component> {
+        let token = std::fs::read_to_string(server.data_dir().join("node-token"))?;
+        let mut cmd = Command::new(rkube_binary()?);
+        cmd.args([
+            "agent",
+            "--server",
+            &format!("https://127.0.0.1:{}", server.port()),
+        ])
+        .args(["--token", token.trim(), "--node-name", prefix])
+        .args(["--simulate", &count.to_string()])
+        .arg("--kubeconfig")
+        .arg(server.data_dir().join("kubeconfig.yaml"));
+        Component::spawn(cmd, "agent --simulate")
+    }
+
+    fn spawn(mut cmd: Command, what: &str) -> anyhow::Result<Component> {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting rkube {what}"))?;
+        Ok(Component { child })
+    }
+
+    /// Resident set size, in KiB.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        rss_kib(self.child.id())
+    }
+
+    /// CPU time used so far (user + system).
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        cpu_time(self.child.id())
+    }
+}
+
+impl Drop for Component {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// User plus system CPU time of a process, from `/proc/PID/stat` (fields 14 and 15, in clock
+/// ticks of 1/100 s on Linux).
+fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    let after = stat.rsplit_once(')').context("malformed /proc/PID/stat")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<u64> {
+        Ok(fields.get(i).context("short /proc/PID/stat")?.parse()?)
+    };
+    // Field 14 (utime) is the 12th after the state field, which is first here.
+    Ok(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
 }
 
 /// `VmRSS` of a process, in KiB.
