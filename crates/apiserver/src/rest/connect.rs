@@ -58,12 +58,9 @@ impl ApiServer {
         let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_bytes())
             .map_err(|e| format!("kubelet client key: {e}"))?
             .ok_or("kubelet client key: no private key in the PEM")?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(InsecureKubeletVerifier(provider)))
+        // Kubelet serving certificates are self-signed: not verified (signatures still are).
+        let mut cfg = rkube_tls::insecure_client_builder()
+            .map_err(|e| format!("kubelet client TLS setup: {e}"))?
             .with_client_auth_cert(certs, key)
             .map_err(|e| format!("kubelet client certificate: {e}"))?;
         // Upgrades need HTTP/1.1.
@@ -72,56 +69,6 @@ impl ApiServer {
             .kubelet_client
             .set(KubeletClient { tls: Arc::new(cfg) });
         Ok(())
-    }
-}
-
-/// Accepts any kubelet serving certificate (they are self-signed); signatures are still
-/// checked so the handshake proves possession of the key.
-#[derive(Debug)]
-struct InsecureKubeletVerifier(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for InsecureKubeletVerifier {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
