@@ -128,15 +128,7 @@ pub(crate) async fn fetch_token(
             )
         }
         other => {
-            {
-                let mut q = url.query_pairs_mut();
-                if !service.is_empty() {
-                    q.append_pair("service", &service);
-                }
-                if !scope.is_empty() {
-                    q.append_pair("scope", &scope);
-                }
-            }
+            add_token_query(&mut url, &service, &scope);
             let mut req = http.get(url.clone());
             let what = if let Some(Credentials::Basic { username, password }) = other {
                 req = req.header("Authorization", basic_header(username, password));
@@ -161,7 +153,7 @@ pub(crate) async fn fetch_token(
     let status = resp.status();
     if !status.is_success() {
         let body = resp.text().await.unwrap_or_default();
-        let detail = super::server_message(&body)
+        let detail = token_error_message(&body)
             .map(|m| format!(" ({m})"))
             .unwrap_or_default();
         return Err(format!(
@@ -174,10 +166,12 @@ pub(crate) async fn fetch_token(
         .map_err(|e| format!("failed to fetch {what}: reading the token response: {e}"))?;
     let token: TokenResponse = serde_json::from_slice(&body)
         .map_err(|e| format!("failed to fetch {what}: decoding the token response: {e}"))?;
-    let token = if token.token.is_empty() {
-        token.access_token
-    } else {
+    // The spec calls the two fields equivalent; like containerd, `access_token` wins when
+    // both are present (an OAuth2 server fills it, a legacy one only `token`).
+    let token = if token.access_token.is_empty() {
         token.token
+    } else {
+        token.access_token
     };
     if token.is_empty() {
         return Err(format!(
@@ -185,6 +179,45 @@ pub(crate) async fn fetch_token(
         ));
     }
     Ok(token)
+}
+
+/// Adds the token request's query: one `scope` parameter per scope (a challenge may list
+/// several, space-separated, and token servers such as Docker Hub's expect them as repeated
+/// parameters), then `service`. The order is the one Go's `url.Values.Encode` produces, so
+/// error messages carrying the URL read exactly like containerd's.
+fn add_token_query(url: &mut url::Url, service: &str, scope: &str) {
+    let scopes: Vec<&str> = scope.split_whitespace().collect();
+    if scopes.is_empty() && service.is_empty() {
+        return;
+    }
+    let mut q = url.query_pairs_mut();
+    for s in scopes {
+        q.append_pair("scope", s);
+    }
+    if !service.is_empty() {
+        q.append_pair("service", service);
+    }
+}
+
+/// The reason a token service gives for refusing: a registry-style `errors` list, Docker
+/// Hub's `{"details": "incorrect username or password"}`, or an OAuth2
+/// `{"error", "error_description"}`.
+fn token_error_message(body: &str) -> Option<String> {
+    if let Some(m) = super::server_message(body) {
+        return Some(m);
+    }
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let field = |k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_str())
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+    };
+    match (field("details"), field("error"), field("error_description")) {
+        (Some(d), _, _) => Some(d.to_string()),
+        (None, Some(e), Some(d)) => Some(format!("{e}: {d}")),
+        (None, e, d) => e.or(d).map(str::to_string),
+    }
 }
 
 #[cfg(test)]
@@ -219,5 +252,48 @@ mod tests {
             parse_challenges(r#"Bearer realm="a\"b""#)[0].params["realm"],
             "a\"b"
         );
+    }
+
+    #[test]
+    fn token_query_repeats_scope_and_orders_like_go() {
+        let mut u = url::Url::parse("https://auth.docker.io/token").unwrap();
+        add_token_query(
+            &mut u,
+            "registry.docker.io",
+            "repository:library/busybox:pull",
+        );
+        assert_eq!(
+            u.as_str(),
+            "https://auth.docker.io/token?scope=repository%3Alibrary%2Fbusybox%3Apull&service=registry.docker.io"
+        );
+        let mut u = url::Url::parse("http://h/t?x=1").unwrap();
+        add_token_query(&mut u, "", "repository:a:pull  repository:b:pull,push");
+        assert_eq!(
+            u.as_str(),
+            "http://h/t?x=1&scope=repository%3Aa%3Apull&scope=repository%3Ab%3Apull%2Cpush"
+        );
+        let mut u = url::Url::parse("http://h/t").unwrap();
+        add_token_query(&mut u, "", "");
+        assert_eq!(u.as_str(), "http://h/t");
+    }
+
+    #[test]
+    fn token_error_messages() {
+        assert_eq!(
+            token_error_message(r#"{"details":"incorrect username or password"}"#).as_deref(),
+            Some("incorrect username or password")
+        );
+        assert_eq!(
+            token_error_message(r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad"}]}"#)
+                .as_deref(),
+            Some("unauthorized: bad")
+        );
+        assert_eq!(
+            token_error_message(r#"{"error":"invalid_grant","error_description":"expired"}"#)
+                .as_deref(),
+            Some("invalid_grant: expired")
+        );
+        assert_eq!(token_error_message("<html>"), None);
+        assert_eq!(token_error_message("{}"), None);
     }
 }
