@@ -82,13 +82,16 @@ pub enum ScalarType {
 }
 
 /// Named definitions, e.g. every type in the Kubernetes API.
+///
+/// Cloning is cheap: the maps are shared, and copied only when a clone is changed (adding a
+/// custom resource's schema). Every component holding the built-in schemas shares one copy.
 #[derive(Debug, Clone, Default)]
 pub struct Schemas {
-    defs: HashMap<String, Schema>,
+    defs: std::sync::Arc<HashMap<String, Schema>>,
     /// Field defaults by definition, e.g. `ServicePort.protocol` = `"TCP"`.
-    defaults: HashMap<String, BTreeMap<String, serde_json::Value>>,
+    defaults: std::sync::Arc<HashMap<String, BTreeMap<String, serde_json::Value>>>,
     /// Required fields by definition (the schema's `required` list).
-    required: HashMap<String, Vec<String>>,
+    required: std::sync::Arc<HashMap<String, Vec<String>>>,
 }
 
 impl Schemas {
@@ -99,7 +102,7 @@ impl Schemas {
 
     /// Adds or replaces a definition.
     pub fn insert(&mut self, name: impl Into<String>, schema: Schema) {
-        self.defs.insert(name.into(), schema);
+        std::sync::Arc::make_mut(&mut self.defs).insert(name.into(), schema);
     }
 
     /// Records the schema default of `field` in definition `name`.
@@ -109,7 +112,7 @@ impl Schemas {
         field: impl Into<String>,
         value: serde_json::Value,
     ) {
-        self.defaults
+        std::sync::Arc::make_mut(&mut self.defaults)
             .entry(name.into())
             .or_default()
             .insert(field.into(), value);
@@ -117,7 +120,7 @@ impl Schemas {
 
     /// Records the required fields of definition `name`.
     pub fn insert_required(&mut self, name: impl Into<String>, fields: Vec<String>) {
-        self.required.insert(name.into(), fields);
+        std::sync::Arc::make_mut(&mut self.required).insert(name.into(), fields);
     }
 
     /// The required fields of definition `name`.

@@ -311,16 +311,23 @@ impl ApiServer {
                 "only application/json is served",
             ));
         }
-        let body = match path.trim_end_matches('/') {
-            "/openapi/v2" => Some(docs.v2().to_vec()),
-            "/openapi/v3" => Some(docs.v3_index().to_vec()),
-            p => docs
-                .v3(p.trim_start_matches("/openapi/v3/"))
-                .map(<[u8]>::to_vec),
+        let doc = match path.trim_end_matches('/') {
+            "/openapi/v2" => docs.v2(),
+            "/openapi/v3" => return response::json_bytes(200, docs.v3_index().to_vec()),
+            p => match docs.v3(p.trim_start_matches("/openapi/v3/")) {
+                Some(doc) => doc,
+                None => return not_found_path(path),
+            },
         };
-        match body {
-            Some(b) => response::json_bytes(200, b),
-            None => not_found_path(path),
+        if response::accepts_gzip(req.headers()) {
+            let mut r = response::json_bytes(200, doc.gzip().to_vec());
+            r.headers_mut().insert(
+                http::header::CONTENT_ENCODING,
+                http::HeaderValue::from_static("gzip"),
+            );
+            r
+        } else {
+            response::json_bytes(200, doc.decompress())
         }
     }
 }

@@ -34,6 +34,26 @@ pub fn raw(code: u16, content_type: &str, bytes: impl Into<Bytes>) -> Response {
     r
 }
 
+/// Whether the client takes `Content-Encoding: gzip` (`Accept-Encoding` lists `gzip` or `*`
+/// without `q=0`).
+pub fn accepts_gzip(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("");
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
 /// A JSON value response.
 pub fn json(code: u16, v: &Value) -> Response {
     json_bytes(code, serde_json::to_vec(v).unwrap_or_default())
@@ -144,5 +164,27 @@ mod tests {
             accept("application/vnd.kubernetes.protobuf,application/json"),
             Accept::Json
         );
+    }
+}
+
+#[cfg(test)]
+mod gzip_tests {
+    use super::accepts_gzip;
+
+    fn with(value: &str) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::ACCEPT_ENCODING, value.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn gzip_is_taken_only_when_offered_and_not_refused() {
+        assert!(accepts_gzip(&with("gzip")));
+        assert!(accepts_gzip(&with("deflate, gzip;q=0.5")));
+        assert!(accepts_gzip(&with("*")));
+        assert!(!accepts_gzip(&with("gzip;q=0")));
+        assert!(!accepts_gzip(&with("gzip; q=0.0")));
+        assert!(!accepts_gzip(&with("identity")));
+        assert!(!accepts_gzip(&http::HeaderMap::new()));
     }
 }

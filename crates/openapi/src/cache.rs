@@ -20,8 +20,39 @@ use crate::v3::{gv_key, hash, index_of, parse_gv_key};
 /// A built v3 group-version document.
 #[derive(Debug, Clone)]
 struct V3Doc {
-    bytes: Vec<u8>,
+    bytes: Gzipped,
     hash: String,
+}
+
+/// A served document, kept gzip-compressed: JSON compresses about tenfold and these
+/// documents (megabytes) are otherwise the largest thing an idle apiserver holds. Clients
+/// that accept gzip (kubectl and client-go do) get these bytes as they are.
+#[derive(Debug, Clone, Default)]
+pub struct Gzipped(Vec<u8>);
+
+impl Gzipped {
+    /// Compresses `plain` (fast level: this runs on every rebuild).
+    pub fn new(plain: &[u8]) -> Gzipped {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        // Writing to a Vec cannot fail.
+        let _ = enc.write_all(plain);
+        Gzipped(enc.finish().unwrap_or_default())
+    }
+
+    /// The gzip stream, for `Content-Encoding: gzip`.
+    pub fn gzip(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The document itself, for clients that do not accept gzip.
+    pub fn decompress(&self) -> Vec<u8> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        // Our own stream: it decompresses unless memory is exhausted.
+        let _ = flate2::read::GzDecoder::new(self.0.as_slice()).read_to_end(&mut out);
+        out
+    }
 }
 
 /// The OpenAPI documents of a registry, serialized, and its typed schemas.
@@ -30,7 +61,7 @@ pub struct OpenApi {
     registry: Registry,
     /// Custom resources' `openAPIV3Schema`, by definition name.
     custom_schemas: BTreeMap<String, Value>,
-    v2: Vec<u8>,
+    v2: Gzipped,
     /// The v2 document in protobuf, made on first request (kubectl asks for it only to
     /// validate kinds the v3 documents lack), so it costs no memory until then.
     v2_protobuf: std::sync::OnceLock<Vec<u8>>,
@@ -46,7 +77,7 @@ impl OpenApi {
         let mut api = OpenApi {
             registry: registry.clone(),
             custom_schemas: BTreeMap::new(),
-            v2: Vec::new(),
+            v2: Gzipped::default(),
             v2_protobuf: std::sync::OnceLock::new(),
             v3: BTreeMap::new(),
             v3_index: Vec::new(),
@@ -118,15 +149,15 @@ impl OpenApi {
         &self.registry
     }
 
-    /// `GET /openapi/v2` as JSON bytes.
-    pub fn v2(&self) -> &[u8] {
+    /// `GET /openapi/v2`, JSON.
+    pub fn v2(&self) -> &Gzipped {
         &self.v2
     }
 
     /// `GET /openapi/v2` as gnostic protobuf bytes.
     pub fn v2_protobuf(&self) -> &[u8] {
         self.v2_protobuf.get_or_init(|| {
-            serde_json::from_slice(&self.v2)
+            serde_json::from_slice(&self.v2.decompress())
                 .map(|doc| crate::v2proto::encode_document(&doc))
                 .unwrap_or_default()
         })
@@ -137,10 +168,10 @@ impl OpenApi {
         &self.v3_index
     }
 
-    /// `GET /openapi/v3/<key>` as JSON bytes, for a key like `apis/apps/v1` (a leading `/`
-    /// is allowed); `None` for a group version not served.
-    pub fn v3(&self, key: &str) -> Option<&[u8]> {
-        self.v3_doc(key).map(|d| d.bytes.as_slice())
+    /// `GET /openapi/v3/<key>`, JSON, for a key like `apis/apps/v1` (a leading `/` is
+    /// allowed); `None` for a group version not served.
+    pub fn v3(&self, key: &str) -> Option<&Gzipped> {
+        self.v3_doc(key).map(|d| &d.bytes)
     }
 
     /// The hash the index advertises for a v3 document (for `ETag` and caching headers).
@@ -159,7 +190,7 @@ impl OpenApi {
     }
 
     fn rebuild(&mut self) {
-        let mut defs: Map<String, Value> = builtin().clone();
+        let mut defs: Map<String, Value> = builtin();
         for r in self.registry.resources() {
             if let Some(schema) = self.custom_schemas.get(&definition_of(r)) {
                 insert_custom(&mut defs, r, schema);
@@ -168,9 +199,11 @@ impl OpenApi {
         let mut defs = with_customs(&self.registry, defs);
         sort_keys(&mut defs);
 
-        self.v2 = crate::v2::build(&self.registry, &defs)
-            .to_string()
-            .into_bytes();
+        self.v2 = Gzipped::new(
+            crate::v2::build(&self.registry, &defs)
+                .to_string()
+                .as_bytes(),
+        );
         self.v2_protobuf = std::sync::OnceLock::new();
         self.v3.clear();
         let mut entries = Vec::new();
@@ -180,6 +213,7 @@ impl OpenApi {
                 let key = gv_key(&group, &version);
                 let hash = hash(&bytes);
                 entries.push((key.clone(), hash.clone()));
+                let bytes = Gzipped::new(&bytes);
                 self.v3.insert(key, V3Doc { bytes, hash });
             }
         }
@@ -210,7 +244,7 @@ mod tests {
     #[test]
     fn serves_cached_documents() {
         let api = OpenApi::new(&Registry::builtin());
-        let v2 = parse(api.v2());
+        let v2 = parse(&api.v2().decompress());
         assert!(v2["definitions"]["io.k8s.api.core.v1.Pod"].is_object());
         let index = parse(api.v3_index());
         let url = index["paths"]["apis/apps/v1"]["serverRelativeURL"]
@@ -218,7 +252,10 @@ mod tests {
             .unwrap();
         let hash = api.v3_hash("apis/apps/v1").unwrap();
         assert!(url.ends_with(hash));
-        assert_eq!(hash, crate::v3::hash(api.v3("/apis/apps/v1").unwrap()));
+        assert_eq!(
+            hash,
+            crate::v3::hash(&api.v3("/apis/apps/v1").unwrap().decompress())
+        );
         assert!(api.v3("apis/nope/v1").is_none());
         assert!(api.v3("garbage").is_none());
         assert!(api.schemas().get("io.k8s.api.core.v1.PodSpec").is_some());
@@ -236,7 +273,7 @@ mod tests {
             true,
             &schema,
         );
-        let doc = parse(api.v3("apis/stable.example.com/v1").unwrap());
+        let doc = parse(&api.v3("apis/stable.example.com/v1").unwrap().decompress());
         let def = &doc["components"]["schemas"]["com.example.stable.v1.CronTab"];
         assert_eq!(def["x-kubernetes-group-version-kind"][0]["kind"], "CronTab");
         assert!(
@@ -248,7 +285,7 @@ mod tests {
         assert!(patch["parameters"].to_string().contains("fieldValidation"));
         let index = parse(api.v3_index());
         assert!(index["paths"]["apis/stable.example.com/v1"].is_object());
-        let v2 = parse(api.v2());
+        let v2 = parse(&api.v2().decompress());
         assert!(v2["paths"]["/apis/stable.example.com/v1/crontabs"].is_object());
         let Some(Schema::Object { fields, .. }) =
             api.schemas().get("com.example.stable.v1.CronTab")

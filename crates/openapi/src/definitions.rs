@@ -182,10 +182,17 @@ pub fn gvk(group: &str, version: &str, kind: &str) -> Value {
 }
 
 /// The built-in definitions (every root, its references and the list kinds of the builtin
-/// registry), generated once per process: they depend only on compiled-in types.
-pub fn builtin() -> &'static Map<String, Value> {
-    static DEFS: OnceLock<Map<String, Value>> = OnceLock::new();
-    DEFS.get_or_init(|| generate(&Registry::builtin()))
+/// registry). Generated once per process, as they depend only on compiled-in types, and kept
+/// serialized and compressed: as a JSON tree they would hold several MiB for the process's
+/// whole life, while they are needed only when the documents are rebuilt (at start, on CRD
+/// changes).
+pub fn builtin() -> Map<String, Value> {
+    static DEFS: OnceLock<crate::cache::Gzipped> = OnceLock::new();
+    let kept = DEFS.get_or_init(|| {
+        let defs = generate(&Registry::builtin());
+        crate::cache::Gzipped::new(&serde_json::to_vec(&defs).unwrap_or_default())
+    });
+    serde_json::from_slice(&kept.decompress()).unwrap_or_default()
 }
 
 /// Generates the definitions for a registry's built-in kinds (resources with a `definition`).
@@ -416,7 +423,7 @@ mod tests {
 
     #[test]
     fn closure_follows_references() {
-        let names = closure(builtin(), ["io.k8s.api.apps.v1.Deployment".to_string()]);
+        let names = closure(&builtin(), ["io.k8s.api.apps.v1.Deployment".to_string()]);
         assert!(names.iter().any(|n| n == "io.k8s.api.core.v1.Container"));
         assert!(names.iter().any(|n| n == OBJECT_META));
         assert!(!names.iter().any(|n| n == "io.k8s.api.rbac.v1.Role"));

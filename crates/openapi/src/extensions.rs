@@ -273,8 +273,8 @@ mod tests {
     use super::*;
     use crate::definitions::builtin;
 
-    fn prop<'a>(def: &str, field: &str) -> &'a Value {
-        &builtin()[def]["properties"][field]
+    fn prop(def: &str, field: &str) -> Value {
+        builtin()[def]["properties"][field].clone()
     }
 
     #[test]

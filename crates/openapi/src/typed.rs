@@ -37,7 +37,7 @@ fn special(name: &str) -> Option<Schema> {
 /// Every built-in definition as a typed schema, built once per process.
 pub fn schemas() -> Schemas {
     static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
-    SCHEMAS.get_or_init(|| schemas_of(builtin())).clone()
+    SCHEMAS.get_or_init(|| schemas_of(&builtin())).clone()
 }
 
 /// Converts every definition of `defs` (Swagger 2.0 or OpenAPI 3 form).

@@ -18,7 +18,7 @@ pub const KUBERNETES_VERSION: &str = "v1.35.0";
 
 /// Builds `/openapi/v2` for a registry whose custom resources have no known schema.
 pub fn v2_document(registry: &Registry) -> Value {
-    let defs = with_customs(registry, builtin().clone());
+    let defs = with_customs(registry, builtin());
     build(registry, &defs)
 }
 
