@@ -1,5 +1,16 @@
-//! Resource quantities (`resource.Quantity`): parsing and the canonical form upstream's
-//! apiserver writes back (`0.5` → `500m`, `1000m` → `1`, `2048Mi` → `2Gi`).
+//! Resource quantities (`resource.Quantity`): parsing, the canonical form upstream's
+//! apiserver writes back (`0.5` → `500m`, `1000m` → `1`, `2048Mi` → `2Gi`), and the integer
+//! amounts the scheduler and the kubelet compute with ([`milli_value`], [`value`]).
+//!
+//! One parser serves all three, so what the apiserver accepts is what the scheduler and the
+//! kubelet can read.
+
+/// Why a quantity did not parse (upstream's `ErrFormatWrong` text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {0:?}"
+)]
+pub struct QuantityError(pub String);
 
 /// How a quantity was written, which decides how it is printed back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +175,46 @@ pub fn canonical(s: &str) -> Option<String> {
     Some(format!("{amount}{suffix}"))
 }
 
+/// The quantity in thousandths of a unit, rounded up as upstream's `Quantity.MilliValue()`
+/// (CPU: millicores): `"500m"` → 500, `"0.5"` → 500, `"1n"` → 1. Surrounding whitespace is
+/// ignored; amounts beyond `i64` saturate.
+pub fn milli_value(s: &str) -> Result<i64, QuantityError> {
+    scaled_value(s, 3)
+}
+
+/// The quantity in whole units, rounded up as upstream's `Quantity.Value()` (memory: bytes):
+/// `"128Mi"` → 134217728, `"100m"` → 1. Surrounding whitespace is ignored; amounts beyond
+/// `i64` saturate.
+pub fn value(s: &str) -> Result<i64, QuantityError> {
+    scaled_value(s, 0)
+}
+
+/// `s × 10^scale`, its magnitude rounded up (away from zero, as upstream's `ScaledValue`),
+/// saturating at `i64::MAX` / `i64::MIN`.
+fn scaled_value(s: &str, scale: i32) -> Result<i64, QuantityError> {
+    let p = parse(s.trim()).ok_or_else(|| QuantityError(s.to_string()))?;
+    let negative = p.mantissa < 0;
+    let saturated = if negative { i64::MIN } else { i64::MAX };
+    let mut magnitude = p.mantissa.unsigned_abs();
+    let exp = p.exp10 + scale;
+    if exp >= 0 {
+        for _ in 0..exp {
+            magnitude = magnitude.saturating_mul(10);
+            if magnitude > i64::MAX as u128 {
+                return Ok(saturated);
+            }
+        }
+    } else {
+        // parse() keeps at most nano precision, so the divisor is at most 10^9.
+        magnitude = magnitude.div_ceil(10u128.pow(exp.unsigned_abs()));
+    }
+    Ok(match i64::try_from(magnitude) {
+        Ok(m) if negative => -m,
+        Ok(m) => m,
+        Err(_) => saturated,
+    })
+}
+
 /// Rewrites every string value of a `ResourceList`-shaped map (`{"cpu": "0.5"}`) in
 /// canonical form; values that are not quantities are left for validation to report.
 pub fn canonicalize_list(list: &mut serde_json::Value) {
@@ -183,7 +234,7 @@ pub fn canonicalize_list(list: &mut serde_json::Value) {
 
 #[cfg(test)]
 mod tests {
-    use super::canonical;
+    use super::*;
 
     #[test]
     fn canonical_forms() {
@@ -219,5 +270,79 @@ mod tests {
         for bad in ["", "abc", "1.2.3", "1Zi", "m", "1 Gi"] {
             assert_eq!(canonical(bad), None, "{bad}");
         }
+    }
+
+    fn check_milli(input: &str, expect: i64) {
+        assert_eq!(milli_value(input), Ok(expect), "milli of {input:?}");
+    }
+
+    fn check_value(input: &str, expect: i64) {
+        assert_eq!(value(input), Ok(expect), "value of {input:?}");
+    }
+
+    #[test]
+    fn cpu_milli() {
+        check_milli("500m", 500);
+        check_milli("0.5", 500);
+        check_milli("2", 2000);
+        check_milli("1.5", 1500);
+        check_milli("100", 100_000);
+        check_milli("1e3", 1_000_000);
+        check_milli("250000u", 250);
+        check_milli("1n", 1); // rounds up
+        check_milli("0.0001", 1);
+        check_milli("+1", 1000);
+        check_milli("-1", -1000);
+        check_milli("1Ki", 1_024_000);
+        check_milli("128Mi", 134_217_728_000);
+        check_milli("2G", 2_000_000_000_000);
+        check_milli("0", 0);
+        check_milli(" 250m ", 250);
+    }
+
+    #[test]
+    fn memory_bytes() {
+        check_value("128Mi", 134_217_728);
+        check_value("1Gi", 1_073_741_824);
+        check_value("64Mi", 67_108_864);
+        check_value("1.5Gi", 1_610_612_736);
+        check_value("1k", 1000);
+        check_value("1M", 1_000_000);
+        check_value("128974848", 128_974_848);
+        check_value("129e6", 129_000_000);
+        check_value("100m", 1); // rounds up
+        check_value("1.5", 2);
+        check_value("1n", 1);
+        check_value("110", 110);
+        check_value("1Ki", 1024);
+        check_value("0Mi", 0);
+    }
+
+    #[test]
+    fn rounds_away_from_zero_and_saturates() {
+        check_value("-100m", -1);
+        check_milli("-1n", -1);
+        check_value("8Ei", i64::MAX);
+        check_value("-8Ei", i64::MIN);
+        check_milli("10E", i64::MAX);
+        check_value("1e100", i64::MAX);
+        check_value(&i64::MAX.to_string(), i64::MAX);
+        check_value(&i64::MIN.to_string(), i64::MIN);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for bad in [
+            "", "abc", "1.2.3", "1Zi", "1Qi", ".", "1e", "m", "x", "1 Gi",
+        ] {
+            assert_eq!(value(bad), Err(QuantityError(bad.to_string())), "{bad:?}");
+            assert!(milli_value(bad).is_err(), "{bad:?} parsed");
+        }
+        assert!(
+            value("abc")
+                .unwrap_err()
+                .to_string()
+                .contains("quantities must match the regular expression")
+        );
     }
 }

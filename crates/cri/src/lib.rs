@@ -16,9 +16,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+mod dockerconfig;
 mod image;
 mod network;
 
+pub use dockerconfig::{DockerConfigError, auths_from_dockerconfigjson, decode_basic_auth};
 pub use image::*;
 pub use network::*;
 

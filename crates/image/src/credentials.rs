@@ -1,11 +1,8 @@
-//! Registry credentials: `imagePullSecrets` (`kubernetes.io/dockerconfigjson` and
-//! `kubernetes.io/dockercfg`) and choosing which credentials a registry host gets.
+//! Registry credentials: choosing which credentials a registry host gets, from a pull's
+//! `AuthConfig`s (image pull secrets, parsed by `rkube_cri::auths_from_dockerconfigjson`) and
+//! registries.yaml.
 
-use std::collections::BTreeMap;
-
-use base64::Engine;
-use rkube_cri::AuthConfig;
-use serde::Deserialize;
+use rkube_cri::{AuthConfig, decode_basic_auth as decode_auth};
 
 use crate::config::{RegistriesConfig, RegistryAuth};
 use crate::reference::normalize_registry_host;
@@ -27,61 +24,6 @@ impl std::fmt::Debug for Credentials {
             Credentials::IdentityToken(_) => write!(f, "IdentityToken(***)"),
         }
     }
-}
-
-#[derive(Deserialize, Default)]
-struct DockerAuthEntry {
-    #[serde(default)]
-    username: String,
-    #[serde(default)]
-    password: String,
-    #[serde(default)]
-    auth: String,
-    #[serde(default, alias = "identityToken")]
-    identitytoken: String,
-}
-
-/// Reads the credentials of a `kubernetes.io/dockerconfigjson` Secret's `.dockerconfigjson`
-/// (`{"auths": {"host": {...}}}`) or a `kubernetes.io/dockercfg` Secret's `.dockercfg`
-/// (`{"host": {...}}`). `auth` (base64 `user:password`) fills in missing user and password.
-pub fn auths_from_dockerconfigjson(bytes: &[u8]) -> anyhow::Result<Vec<AuthConfig>> {
-    let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| anyhow::anyhow!("invalid docker config JSON: {e}"))?;
-    let entries = match value.get("auths") {
-        Some(auths) => auths.clone(),
-        None => value,
-    };
-    let entries: BTreeMap<String, DockerAuthEntry> = serde_json::from_value(entries)
-        .map_err(|e| anyhow::anyhow!("invalid docker config JSON: {e}"))?;
-    let mut out = Vec::new();
-    for (server, e) in entries {
-        let mut a = AuthConfig {
-            server_address: server,
-            username: e.username,
-            password: e.password,
-            auth: e.auth,
-            identity_token: e.identitytoken,
-        };
-        if a.username.is_empty()
-            && !a.auth.is_empty()
-            && let Some((u, p)) = decode_auth(&a.auth)
-        {
-            a.username = u;
-            a.password = p;
-        }
-        out.push(a);
-    }
-    Ok(out)
-}
-
-/// Decodes base64 `user:password`.
-fn decode_auth(auth: &str) -> Option<(String, String)> {
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(auth.trim())
-        .ok()?;
-    let s = String::from_utf8(raw).ok()?;
-    let (u, p) = s.split_once(':')?;
-    Some((u.to_string(), p.to_string()))
 }
 
 fn from_parts(username: &str, password: &str, auth: &str, token: &str) -> Option<Credentials> {
@@ -135,32 +77,6 @@ pub(crate) fn credentials_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_dockerconfigjson_and_dockercfg() {
-        let json = br#"{"auths":{"https://index.docker.io/v1/":{"auth":"dTE6cDE="},
-            "127.0.0.1:5000":{"username":"u2","password":"p2","email":"x@y"}}}"#;
-        let auths = auths_from_dockerconfigjson(json).unwrap();
-        assert_eq!(auths.len(), 2);
-        let hub = auths
-            .iter()
-            .find(|a| a.server_address.contains("index"))
-            .unwrap();
-        assert_eq!((hub.username.as_str(), hub.password.as_str()), ("u1", "p1"));
-        let local = auths
-            .iter()
-            .find(|a| a.server_address == "127.0.0.1:5000")
-            .unwrap();
-        assert_eq!(local.username, "u2");
-
-        let cfg = br#"{"quay.io":{"auth":"dTM6cDM=","email":"x@y"}}"#;
-        let auths = auths_from_dockerconfigjson(cfg).unwrap();
-        assert_eq!(auths[0].server_address, "quay.io");
-        assert_eq!(auths[0].username, "u3");
-
-        assert!(auths_from_dockerconfigjson(b"not json").is_err());
-        assert!(auths_from_dockerconfigjson(br#"{"auths": 3}"#).is_err());
-    }
 
     #[test]
     fn precedence_pull_auth_then_config_then_anonymous() {

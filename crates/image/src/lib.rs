@@ -22,8 +22,8 @@ mod store;
 mod unpack;
 
 pub use config::{Mirror, RegistriesConfig, RegistryAuth, RegistryConfig, RegistryTls};
-pub use credentials::auths_from_dockerconfigjson;
 pub use reference::{Reference, normalize_registry_host};
+pub use rkube_cri::auths_from_dockerconfigjson;
 pub use store::ImageStore;
 
 #[doc(hidden)]

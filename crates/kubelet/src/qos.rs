@@ -2,12 +2,13 @@
 //! cgroup limits of containers and pods as upstream's kuberuntime computes them
 //! (`MilliCPUToShares`, `MilliCPUToQuota`, `GetContainerOOMScoreAdjust`, `ResourceConfigForPod`).
 //!
-//! Resource quantities are read here too ([`milli_value`], [`value`]): both round up, as
-//! upstream's `Quantity.MilliValue()` and `Quantity.Value()` do.
+//! Resource quantities are read with `rkube_core::quantity` (the apiserver's parser), rounding
+//! up as upstream's `Quantity.MilliValue()` and `Quantity.Value()` do.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, Pod, ResourceRequirements};
+use rkube_core::quantity;
 use rkube_cri::LinuxResources;
 
 /// `Guaranteed`.
@@ -33,90 +34,16 @@ pub const BEST_EFFORT_OOM_SCORE_ADJ: i64 = 1000;
 /// `IsNodeCriticalPod`.
 const SYSTEM_NODE_CRITICAL_PRIORITY: i32 = 2_000_001_000;
 
-/// `s × 10^scale`, rounded up; `None` when `s` is not a quantity. Saturates at `i64`'s range.
-fn scaled(s: &str, scale: i32) -> Option<i64> {
-    let t = s.trim();
-    let (negative, body) = match t.as_bytes().first()? {
-        b'-' => (true, &t[1..]),
-        b'+' => (false, &t[1..]),
-        _ => (false, t),
-    };
-    let end = body
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(body.len());
-    let (number, suffix) = body.split_at(end);
-    let (int_part, frac_part) = number.split_once('.').unwrap_or((number, ""));
-    if (int_part.is_empty() && frac_part.is_empty()) || frac_part.contains('.') {
-        return None;
-    }
-    let (mut exp10, binary): (i32, u32) = match suffix {
-        "" => (0, 0),
-        "Ki" => (0, 10),
-        "Mi" => (0, 20),
-        "Gi" => (0, 30),
-        "Ti" => (0, 40),
-        "Pi" => (0, 50),
-        "Ei" => (0, 60),
-        "n" => (-9, 0),
-        "u" => (-6, 0),
-        "m" => (-3, 0),
-        "k" => (3, 0),
-        "M" => (6, 0),
-        "G" => (9, 0),
-        "T" => (12, 0),
-        "P" => (15, 0),
-        "E" => (18, 0),
-        e => {
-            let e: i32 = e.strip_prefix(['e', 'E'])?.parse().ok()?;
-            if !(-100..=100).contains(&e) {
-                return None;
-            }
-            (e, 0)
-        }
-    };
-    // Digits beyond 30 only matter for rounding; keep the first 30 and remember the rest.
-    let digits: String = format!("{int_part}{frac_part}");
-    let digits = digits.trim_start_matches('0');
-    let kept = digits.len().min(30);
-    let mut mantissa: i128 = if kept == 0 {
-        0
-    } else {
-        digits[..kept].parse().ok()?
-    };
-    let dropped_nonzero = digits[kept..].bytes().any(|b| b != b'0');
-    exp10 += (digits.len() - kept) as i32 - frac_part.len() as i32 + scale;
-    mantissa = mantissa.checked_mul(1i128 << binary).unwrap_or(i128::MAX);
-    let mut inexact = dropped_nonzero;
-    while exp10 < 0 && mantissa != 0 {
-        if mantissa % 10 != 0 {
-            inexact = true;
-        }
-        mantissa /= 10;
-        exp10 += 1;
-    }
-    while exp10 > 0 && mantissa != 0 && mantissa < i128::MAX / 10 {
-        mantissa *= 10;
-        exp10 -= 1;
-    }
-    if exp10 > 0 && mantissa != 0 {
-        mantissa = i128::MAX;
-    }
-    if inexact && !negative {
-        mantissa += 1;
-    }
-    let v = i64::try_from(mantissa).unwrap_or(i64::MAX);
-    Some(if negative { -v } else { v })
-}
-
 /// A quantity in thousandths, rounded up (`Quantity.MilliValue()`): `"500m"` → 500,
-/// `"1"` → 1000.
+/// `"1"` → 1000; `None` when `s` is not a quantity.
 pub fn milli_value(s: &str) -> Option<i64> {
-    scaled(s, 3)
+    quantity::milli_value(s).ok()
 }
 
-/// A quantity in whole units, rounded up (`Quantity.Value()`): `"1Ki"` → 1024, `"1.5"` → 2.
+/// A quantity in whole units, rounded up (`Quantity.Value()`): `"1Ki"` → 1024, `"1.5"` → 2;
+/// `None` when `s` is not a quantity.
 pub fn value(s: &str) -> Option<i64> {
-    scaled(s, 0)
+    quantity::value(s).ok()
 }
 
 /// Amounts of one container, in milli-CPU and bytes, with requests defaulted from limits as
@@ -129,24 +56,27 @@ struct Amounts {
     memory_limit: Option<i64>,
 }
 
+/// `list[name]` read with `read` ([`milli_value`] or [`value`]); `None` when absent or not a
+/// quantity.
 fn quantity_of(
     list: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
     name: &str,
-    scale: i32,
+    read: fn(&str) -> Option<i64>,
 ) -> Option<i64> {
-    list.and_then(|l| l.get(name))
-        .and_then(|q| scaled(&q.0, scale))
+    list.and_then(|l| l.get(name)).and_then(|q| read(&q.0))
 }
 
 fn amounts(res: Option<&ResourceRequirements>) -> Amounts {
     let requests = res.and_then(|r| r.requests.as_ref());
     let limits = res.and_then(|r| r.limits.as_ref());
-    let cpu_limit = quantity_of(limits, "cpu", 3);
-    let memory_limit = quantity_of(limits, "memory", 0);
+    let cpu_limit = quantity_of(limits, "cpu", milli_value);
+    let memory_limit = quantity_of(limits, "memory", value);
     Amounts {
-        cpu_request: quantity_of(requests, "cpu", 3).or(cpu_limit).unwrap_or(0),
+        cpu_request: quantity_of(requests, "cpu", milli_value)
+            .or(cpu_limit)
+            .unwrap_or(0),
         cpu_limit,
-        memory_request: quantity_of(requests, "memory", 0)
+        memory_request: quantity_of(requests, "memory", value)
             .or(memory_limit)
             .unwrap_or(0),
         memory_limit,

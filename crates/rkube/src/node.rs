@@ -144,37 +144,12 @@ pub async fn killall(data_dir: &Path) -> anyhow::Result<()> {
         parts.runtime.remove_pod_sandbox(&sb.id).await?;
     }
     eprintln!("stopped {} pod(s)", sandboxes.len());
-    unmount_under(data_dir);
-    Ok(())
-}
-
-/// Unmounts whatever is still mounted below `dir` (the kubelet's tmpfs volumes of pods it
-/// did not get to tear down), deepest first.
-fn unmount_under(dir: &Path) {
-    let Ok(dir) = dir.canonicalize() else { return };
-    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let mut points: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(p.replace("\\040", " ")))
-        .filter(|p| p.starts_with(&dir) && *p != dir)
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for p in points {
-        let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
-            continue;
-        };
-        // SAFETY: umount2 on a NUL-terminated path; MNT_DETACH never blocks.
-        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
-            eprintln!(
-                "unmounting {}: {}",
-                p.display(),
-                std::io::Error::last_os_error()
-            );
-        }
+    // Whatever is still mounted below the data dir (tmpfs volumes of pods the kubelet did not
+    // get to tear down); the data dir itself may be a filesystem of its own and stays.
+    if let Err(e) = rkube_kubelet::volumes::mount::unmount_below(data_dir) {
+        eprintln!("unmounting below {}: {e}", data_dir.display());
     }
+    Ok(())
 }
 
 /// The address this host uses to reach `server` (the agent's InternalIP): the source of the

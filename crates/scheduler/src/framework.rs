@@ -12,8 +12,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Container, Node, Pod, PodAffinityTerm};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
-
-use crate::quantity;
+use rkube_core::quantity;
 
 /// The highest score a plugin gives a node.
 pub const MAX_NODE_SCORE: i64 = 100;
@@ -440,9 +439,9 @@ fn container_requests(c: &Container, non_zero: bool) -> Resource {
     let get = |name: &str, milli: bool| {
         req.and_then(|m| m.get(name)).map(|q| {
             if milli {
-                quantity::parse_milli(&q.0).unwrap_or(0)
+                quantity::milli_value(&q.0).unwrap_or(0)
             } else {
-                quantity::parse_value(&q.0).unwrap_or(0)
+                quantity::value(&q.0).unwrap_or(0)
             }
         })
     };
@@ -493,10 +492,10 @@ pub fn pod_requests(pod: &Pod, non_zero: bool) -> Resource {
     apps.max(&init_max);
     if let Some(overhead) = &spec.overhead {
         if let Some(q) = overhead.get("cpu") {
-            apps.milli_cpu += quantity::parse_milli(&q.0).unwrap_or(0);
+            apps.milli_cpu += quantity::milli_value(&q.0).unwrap_or(0);
         }
         if let Some(q) = overhead.get("memory") {
-            apps.memory += quantity::parse_value(&q.0).unwrap_or(0);
+            apps.memory += quantity::value(&q.0).unwrap_or(0);
         }
     }
     apps.pods = 1;
@@ -572,9 +571,9 @@ impl NodeInfo {
                 .and_then(|m| m.get(name))
                 .map(|q| {
                     if milli {
-                        quantity::parse_milli(&q.0).unwrap_or(0)
+                        quantity::milli_value(&q.0).unwrap_or(0)
                     } else {
-                        quantity::parse_value(&q.0).unwrap_or(0)
+                        quantity::value(&q.0).unwrap_or(0)
                     }
                 })
                 .unwrap_or(0)

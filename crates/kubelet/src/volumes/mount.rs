@@ -84,25 +84,45 @@ pub fn mount_tmpfs(path: &Path, size: Option<u64>) -> io::Result<()> {
 /// one does not block teardown). Fails if some mount remains, so the caller never deletes
 /// through a mount into its filesystem.
 pub fn unmount_under(dir: &Path) -> io::Result<()> {
+    unmount(dir, true)
+}
+
+/// Unmounts every mount strictly below `dir`, leaving `dir` itself mounted (`rkube killall` on
+/// a data dir that may be a filesystem of its own). Otherwise as [`unmount_under`].
+pub fn unmount_below(dir: &Path) -> io::Result<()> {
+    unmount(dir, false)
+}
+
+/// The one implementation behind [`unmount_under`] and [`unmount_below`]: tries every mount,
+/// then reports the first failure, or a mount that is still there.
+fn unmount(dir: &Path, including_dir: bool) -> io::Result<()> {
     let resolved = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let dir = resolved.as_path();
-    let under = |p: &PathBuf| p == dir || p.starts_with(dir);
+    let under = |p: &PathBuf| p.starts_with(dir) && (including_dir || p != dir);
     let mut points: Vec<PathBuf> = mount_points()?.into_iter().filter(under).collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     points.dedup();
+    let mut first_error = None;
     for p in &points {
         let c = cstr(p)?;
         // SAFETY: `c` is a valid C string.
         let rc = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
         if rc != 0 {
             let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINVAL) && e.raw_os_error() != Some(libc::ENOENT) {
-                return Err(io::Error::new(
+            // EINVAL/ENOENT: already gone with a parent that was detached first.
+            if e.raw_os_error() != Some(libc::EINVAL)
+                && e.raw_os_error() != Some(libc::ENOENT)
+                && first_error.is_none()
+            {
+                first_error = Some(io::Error::new(
                     e.kind(),
                     format!("unmount {}: {e}", p.display()),
                 ));
             }
         }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
     }
     if let Some(left) = mount_points()?.into_iter().find(under) {
         return Err(io::Error::other(format!(
@@ -139,5 +159,30 @@ mod tests {
         assert_eq!(stats.capacity_bytes, 1 << 20);
         unmount_under(d.path()).unwrap();
         assert!(!is_mount_point(&m));
+    }
+
+    #[test]
+    fn unmount_below_keeps_the_dir_itself() {
+        let d = tempfile::tempdir().unwrap();
+        let top = d.path().join("top");
+        let inner = top.join("inner");
+        std::fs::create_dir(&top).unwrap();
+        mount_tmpfs(&top, None).expect("mounting tmpfs (tests run as root)");
+        // Unmounts `top` even if an assertion below fails.
+        struct Cleanup<'a>(&'a Path);
+        impl Drop for Cleanup<'_> {
+            fn drop(&mut self) {
+                let _ = unmount_under(self.0);
+            }
+        }
+        let _cleanup = Cleanup(d.path());
+        std::fs::create_dir(&inner).unwrap();
+        mount_tmpfs(&inner, None).unwrap();
+        unmount_below(&top).unwrap();
+        assert!(!is_mount_point(&inner));
+        assert!(is_mount_point(&top));
+        unmount_below(&top).unwrap(); // nothing left below: fine
+        unmount_under(&top).unwrap();
+        assert!(!is_mount_point(&top));
     }
 }
