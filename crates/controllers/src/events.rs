@@ -320,6 +320,9 @@ impl Correlator {
     }
 }
 
+/// Events waiting to be written, at most (upstream's `maxQueuedEvents`).
+const MAX_QUEUED_EVENTS: usize = 1000;
+
 /// Emits events as one component.
 ///
 /// Like upstream's event broadcaster, recording never waits for the API: events queue for one
@@ -332,7 +335,7 @@ pub struct Recorder {
     correlator: Arc<Mutex<Correlator>>,
     /// The writer's queue, started with the first event (a recorder may be made outside a
     /// runtime).
-    queue: Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Event>>>,
+    queue: Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<Event>>>,
 }
 
 impl Recorder {
@@ -385,7 +388,7 @@ impl Recorder {
     pub async fn record(&self, object: &ObjectReference, type_: &str, reason: &str, message: &str) {
         let event = self.event(object, type_, reason, message, jiff::Timestamp::now());
         let queue = self.queue.get_or_init(|| {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let (tx, mut rx) = tokio::sync::mpsc::channel(MAX_QUEUED_EVENTS);
             let writer = self.clone();
             tokio::spawn(async move {
                 while let Some(event) = rx.recv().await {
@@ -394,7 +397,13 @@ impl Recorder {
             });
             tx
         });
-        let _ = queue.send(event);
+        // Full: dropped, as upstream's broadcaster drops events beyond its queue.
+        if let Err(tokio::sync::mpsc::error::TrySendError::Full(e)) = queue.try_send(event) {
+            tracing::debug!(
+                "event queue full, dropping event {}",
+                e.reason.unwrap_or_default()
+            );
+        }
     }
 
     /// Correlates `event` with those written before and creates or patches it.
