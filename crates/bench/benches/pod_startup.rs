@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use rkube_bench::client::Tls;
-use rkube_bench::server::{Agent, BUSYBOX, Server};
+use rkube_bench::server::{Agent, BUSYBOX, Server, node_ready};
 use rkube_bench::stats::{mib, ms, percentile};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -91,12 +91,7 @@ async fn wait_node_ready(tls: &Tls) -> anyhow::Result<()> {
             .await?;
         if status == StatusCode::OK {
             let node: Value = serde_json::from_slice(&body)?;
-            let ready = node["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True");
-            if ready && node["spec"]["podCIDR"].is_string() {
+            if node_ready(&node) && node["spec"]["podCIDR"].is_string() {
                 return Ok(());
             }
         }

@@ -23,7 +23,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use rkube_bench::client::Conn;
-use rkube_bench::server::{Component, Server};
+use rkube_bench::server::{Component, Server, node_ready};
 use rkube_bench::stats::mib;
 use serde_json::{Value, json};
 
@@ -139,13 +139,6 @@ impl Cluster {
         );
         Ok(())
     }
-}
-
-fn node_ready(node: &Value) -> bool {
-    node["status"]["conditions"].as_array().is_some_and(|cs| {
-        cs.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
 }
 
 /// A Deployment of `replicas` pause pods with small requests, so 110 fit on any node.

@@ -400,3 +400,11 @@ impl Drop for Agent {
         }
     }
 }
+
+/// Whether a Node object (JSON) has its Ready condition True.
+pub fn node_ready(node: &serde_json::Value) -> bool {
+    node["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
