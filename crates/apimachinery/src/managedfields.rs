@@ -54,6 +54,35 @@ pub struct ManagedFieldsEntry {
     pub subresource: String,
 }
 
+impl ManagedFieldsEntry {
+    /// The entry as JSON, as serialising it gives, but moving its field set rather than
+    /// copying it (every tracked write stores one).
+    pub fn into_json(self) -> Value {
+        let mut m = serde_json::Map::new();
+        let mut put = |k: &str, v: String| {
+            if !v.is_empty() {
+                m.insert(k.to_string(), Value::String(v));
+            }
+        };
+        put("manager", self.manager);
+        put("operation", self.operation);
+        put("apiVersion", self.api_version);
+        if let Some(t) = self.time {
+            m.insert("time".into(), Value::String(t));
+        }
+        if !self.fields_type.is_empty() {
+            m.insert("fieldsType".into(), Value::String(self.fields_type));
+        }
+        if let Some(f) = self.fields_v1 {
+            m.insert("fieldsV1".into(), f);
+        }
+        if !self.subresource.is_empty() {
+            m.insert("subresource".into(), Value::String(self.subresource));
+        }
+        Value::Object(m)
+    }
+}
+
 /// `Apply`.
 pub const OPERATION_APPLY: &str = "Apply";
 /// `Update`.
@@ -132,26 +161,31 @@ impl fmt::Display for Conflicts {
     }
 }
 
+/// Top-level fields upstream never tracks, with everything below them.
+const IGNORED_TOP: &[&str] = &["apiVersion", "kind", "status"];
+/// Metadata fields upstream never tracks (the system sets them).
+const IGNORED_METADATA: &[&str] = &[
+    "name",
+    "namespace",
+    "creationTimestamp",
+    "selfLink",
+    "uid",
+    "clusterName",
+    "generation",
+    "managedFields",
+    "resourceVersion",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+];
+
 /// The paths upstream never tracks: dropped with everything below them.
 fn ignored() -> FieldSet {
     let f = |s: &str| PathElement::Field(s.to_string());
     let mut set = FieldSet::new();
-    for top in ["apiVersion", "kind", "status"] {
+    for top in IGNORED_TOP {
         set.insert(&[f(top)]);
     }
-    for m in [
-        "name",
-        "namespace",
-        "creationTimestamp",
-        "selfLink",
-        "uid",
-        "clusterName",
-        "generation",
-        "managedFields",
-        "resourceVersion",
-        "deletionTimestamp",
-        "deletionGracePeriodSeconds",
-    ] {
+    for m in IGNORED_METADATA {
         set.insert(&[f("metadata"), f(m)]);
     }
     set
@@ -166,6 +200,26 @@ fn strip(set: &FieldSet) -> FieldSet {
         metadata
     });
     set.recursive_difference(&IGNORED).difference(&METADATA)
+}
+
+/// The `FieldsV1` of a created object: [`walk::created_fields_json`] without the paths
+/// [`strip`] drops (apiVersion, kind, status, the system-set metadata fields).
+fn created_fields(
+    new: &Value,
+    schema: &Schema,
+    schemas: &Schemas,
+) -> Option<serde_json::Map<String, Value>> {
+    let listed = |names: &[&str], k: &str| k.strip_prefix("f:").is_some_and(|f| names.contains(&f));
+    let mut fields = walk::created_fields_json(new, schema, schemas)?;
+    fields.retain(|k, _| !listed(IGNORED_TOP, k));
+    if let Some(Value::Object(meta)) = fields.get_mut("f:metadata") {
+        // "." is metadata itself, which [`strip`] drops too.
+        meta.retain(|k, _| k != "." && !listed(IGNORED_METADATA, k));
+        if meta.is_empty() {
+            fields.shift_remove("f:metadata");
+        }
+    }
+    Some(fields)
 }
 
 fn strip_comparison(c: Comparison) -> Comparison {
@@ -327,6 +381,24 @@ pub fn update(
 ) -> Vec<ManagedFieldsEntry> {
     let empty = Value::Object(Default::default());
     let old = if old.is_object() { old } else { &empty };
+    if managed.is_empty()
+        && old.as_object().is_some_and(|m| m.is_empty())
+        && let Some(fields) = created_fields(new, schema, schemas)
+    {
+        // A create: everything set belongs to the creator, built in one walk.
+        if fields.is_empty() {
+            return Vec::new();
+        }
+        return vec![ManagedFieldsEntry {
+            manager: manager.to_string(),
+            operation: OPERATION_UPDATE.to_string(),
+            api_version: api_version.to_string(),
+            time: Some(time.to_string()),
+            fields_type: "FieldsV1".to_string(),
+            fields_v1: Some(Value::Object(fields)),
+            subresource: String::new(),
+        }];
+    }
     let cmp = strip_comparison(compare(old, new, schema, schemas));
     let changed = cmp.modified.union(&cmp.added);
     let me = ManagedFieldsEntry {

@@ -115,7 +115,7 @@ impl ApiServer {
                     "message": format!("conflict with {}", x.manager), "field": x.field})).collect::<Vec<_>>()})));
             e
         })?;
-        set_entries(&mut merged, &entries);
+        set_entries(&mut merged, entries);
         Ok(merged)
     }
 
@@ -167,7 +167,7 @@ impl ApiServer {
                 e.subresource = subresource.to_string();
             }
         }
-        set_entries(new, &entries);
+        set_entries(new, entries);
     }
 }
 
@@ -177,15 +177,13 @@ fn managed_entries(obj: &Value) -> Vec<managedfields::ManagedFieldsEntry> {
         .unwrap_or_default()
 }
 
-fn set_entries(obj: &mut Value, entries: &[managedfields::ManagedFieldsEntry]) {
+fn set_entries(obj: &mut Value, entries: Vec<managedfields::ManagedFieldsEntry>) {
     let m = rkube_core::meta::metadata_mut(obj);
     if entries.is_empty() {
         m.remove("managedFields");
     } else {
-        m.insert(
-            "managedFields".into(),
-            serde_json::to_value(entries).unwrap_or(Value::Null),
-        );
+        let entries = entries.into_iter().map(|e| e.into_json()).collect();
+        m.insert("managedFields".into(), Value::Array(entries));
     }
 }
 

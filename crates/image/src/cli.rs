@@ -17,6 +17,13 @@ pub enum ImageCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Import every tarball of an air-gap directory not imported before (the agent runs
+    /// this at start, in a child process so the import's buffers never stay in its heap).
+    #[command(hide = true)]
+    ImportDir {
+        /// The directory (`<data-dir>/agent/images`).
+        dir: PathBuf,
+    },
     /// List stored images (as `crictl images`).
     Ls,
     /// Remove images (by reference or id) and the layers no other image uses.
@@ -66,6 +73,26 @@ pub async fn run(cmd: ImageCommand, data_dir: &Path) -> anyhow::Result<()> {
                     };
                     eprintln!("imported {names} ({})", img.id);
                 }
+            }
+        }
+        ImageCommand::ImportDir { dir } => {
+            let print = |p: PullProgress| {
+                if let PullProgress::Resolved {
+                    layers,
+                    total_bytes,
+                } = p
+                {
+                    eprintln!(
+                        "importing image: {layers} layer(s), {}",
+                        human_size(total_bytes)
+                    );
+                }
+            };
+            for image in store.import_dir(&dir, &print).await? {
+                eprintln!(
+                    "imported image {}",
+                    image.repo_tags.first().unwrap_or(&image.id)
+                );
             }
         }
         ImageCommand::Ls => {

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
-use rkube_cri::{ImageService, PullProgress, RuntimeService};
+use rkube_cri::{ImageService, RuntimeService};
 use rkube_image::ImageStore;
 use rkube_net::LoopbackNetwork;
 use rkube_runtime::EmbeddedRuntime;
@@ -62,7 +62,7 @@ fn open(data_dir: &Path) -> anyhow::Result<NodeParts> {
 /// Runs the node until the process ends.
 pub async fn run(client: kube::Client, opts: NodeOptions) -> anyhow::Result<()> {
     let parts = open(&opts.data_dir)?;
-    import_airgap_images(&parts.images, &opts.data_dir.join("agent/images")).await;
+    import_airgap_images(&opts.data_dir).await;
     tokio::spawn(follow_pod_cidr(
         client.clone(),
         opts.node_name.clone(),
@@ -86,27 +86,32 @@ pub async fn run(client: kube::Client, opts: NodeOptions) -> anyhow::Result<()> 
 }
 
 /// Imports the OCI/docker archives of `<data-dir>/agent/images` (air-gapped installs),
-/// printing progress; a bad archive is reported and skipped.
-async fn import_airgap_images(images: &Arc<ImageStore>, dir: &Path) {
+/// printing progress; a bad archive is reported and skipped. The import runs as
+/// `rkube image import-dir` in a child process: decompressing and hashing layers leaves
+/// megabytes of allocator pages behind, which the long-lived agent should not carry (the
+/// store locks itself, so the child and the agent share it safely).
+async fn import_airgap_images(data_dir: &Path) {
+    let dir = data_dir.join("agent/images");
     if !dir.is_dir() {
         return;
     }
-    let progress = |p: PullProgress| {
-        if let PullProgress::Resolved {
-            layers,
-            total_bytes,
-        } = p
-        {
-            eprintln!("importing image: {layers} layers, {total_bytes} bytes");
+    let status = match std::env::current_exe() {
+        Ok(exe) => {
+            tokio::process::Command::new(exe)
+                .arg("image")
+                .arg("--data-dir")
+                .arg(data_dir)
+                .arg("import-dir")
+                .arg(&dir)
+                .stdin(std::process::Stdio::null())
+                .status()
+                .await
         }
+        Err(e) => Err(e),
     };
-    match images.import_dir(dir, &progress).await {
-        Ok(imported) => {
-            for image in imported {
-                let name = image.repo_tags.first().unwrap_or(&image.id);
-                eprintln!("imported image {name}");
-            }
-        }
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => eprintln!("importing images from {}: {s}", dir.display()),
         Err(e) => eprintln!("importing images from {}: {e}", dir.display()),
     }
 }

@@ -24,7 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Event, EventSource, Namespace, Node, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -481,7 +482,7 @@ impl Scheduler {
     }
 
     /// `POST pods/NAME/binding`.
-    async fn bind(&self, pod: &Pod, node: &str) -> Result<(), Error> {
+    async fn bind(&self, pod: &Arc<Pod>, node: &str) -> Result<(), Error> {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let name = pod.metadata.name.as_deref().unwrap_or("");
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
@@ -621,23 +622,37 @@ async fn create_event(
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let name = pod.metadata.name.as_deref().unwrap_or("");
     let now = jiff::Timestamp::now();
-    let ts = now_rfc3339();
-    let event: Event = serde_json::from_value(json!({
-        "metadata": {"name": format!("{name}.{:x}", now.as_nanosecond()), "namespace": ns},
-        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": name,
-                           "uid": pod.metadata.uid, "resourceVersion": pod.metadata.resource_version},
-        "reason": reason,
-        "message": message,
-        "type": type_,
-        "action": action,
-        "source": {"component": DEFAULT_SCHEDULER_NAME},
-        "reportingComponent": DEFAULT_SCHEDULER_NAME,
-        "reportingInstance": DEFAULT_SCHEDULER_NAME,
-        "firstTimestamp": ts,
-        "lastTimestamp": ts,
-        "count": 1,
-    }))
-    .expect("a valid Event");
+    // Built typed, not through a JSON value: one of these goes out per scheduled pod.
+    let event = Event {
+        metadata: ObjectMeta {
+            name: Some(format!("{name}.{:x}", now.as_nanosecond())),
+            namespace: Some(ns.to_string()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            namespace: Some(ns.to_string()),
+            name: Some(name.to_string()),
+            uid: pod.metadata.uid.clone(),
+            resource_version: pod.metadata.resource_version.clone(),
+            ..Default::default()
+        },
+        reason: Some(reason.to_string()),
+        message: Some(message.to_string()),
+        type_: Some(type_.to_string()),
+        action: Some(action.to_string()),
+        source: Some(EventSource {
+            component: Some(DEFAULT_SCHEDULER_NAME.into()),
+            ..Default::default()
+        }),
+        reporting_component: Some(DEFAULT_SCHEDULER_NAME.into()),
+        reporting_instance: Some(DEFAULT_SCHEDULER_NAME.into()),
+        first_timestamp: Some(Time(now)),
+        last_timestamp: Some(Time(now)),
+        count: Some(1),
+        ..Default::default()
+    };
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
     events
         .create(&PostParams::default(), &event)

@@ -33,7 +33,7 @@ impl PathElement {
         PathElement::Value(v.to_string())
     }
 
-    fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         match self {
             PathElement::Field(f) => format!("f:{f}"),
             PathElement::Key(k) => format!("k:{k}"),

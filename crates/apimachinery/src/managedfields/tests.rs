@@ -307,3 +307,75 @@ fn update_moves_changed_fields() {
     );
     assert_eq!(noop, after);
 }
+
+/// The one-walk create path gives exactly what the general comparison gives.
+#[test]
+fn created_fields_match_the_general_path() {
+    let objects = [
+        applied(3, "nginx", json!({"app": "web"})),
+        applied(1, "nginx", json!({})),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "d", "namespace": "x", "uid": "u", "generation": 1,
+                "annotations": {}, "finalizers": ["a", "b"], "labels": {"k": "v"}},
+            "spec": {"template": {"spec": {
+                "containers": [
+                    {"name": "b", "image": "i", "args": ["x"], "env": [{"name": "E", "value": "1"}],
+                     "ports": [{"containerPort": 80}, {"containerPort": 53, "protocol": "UDP"}],
+                     "resources": {"requests": {"cpu": "1"}, "limits": {}}},
+                    {"name": "a", "image": "i"}],
+                "volumes": [{"name": "v", "emptyDir": {}}]}}},
+            "status": {"replicas": 1}}),
+        json!({"metadata": {"name": "only"}}),
+        json!({}),
+    ];
+    for obj in objects {
+        let cmp = strip_comparison(compare(&json!({}), &obj, &r("Deployment"), &k8s()));
+        let expected = cmp.added.to_json();
+        let fast = created_fields(&obj, &r("Deployment"), &k8s()).expect("fast path");
+        assert_eq!(Value::Object(fast.clone()), expected, "{obj}");
+        // Same key order too: the stored bytes must not depend on the path taken.
+        assert_eq!(
+            serde_json::to_string(&Value::Object(fast)).unwrap(),
+            serde_json::to_string(&expected).unwrap()
+        );
+        let entries = update(
+            &json!({}),
+            &obj,
+            "m",
+            "apps/v1",
+            &[],
+            T0,
+            &r("Deployment"),
+            &k8s(),
+        );
+        assert_eq!(entries.is_empty(), expected.as_object().unwrap().is_empty());
+    }
+    // Duplicate keys fall back to the general path.
+    let dup =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "a"}, {"name": "a"}]}}}});
+    assert!(created_fields(&dup, &r("Deployment"), &k8s()).is_none());
+}
+
+#[test]
+fn entry_into_json_is_its_serialization() {
+    let e = ManagedFieldsEntry {
+        manager: "m".into(),
+        operation: OPERATION_UPDATE.into(),
+        api_version: "v1".into(),
+        time: Some(T0.into()),
+        fields_type: "FieldsV1".into(),
+        fields_v1: Some(json!({"f:data": {}})),
+        subresource: "status".into(),
+    };
+    for e in [
+        e.clone(),
+        ManagedFieldsEntry {
+            time: None,
+            subresource: String::new(),
+            ..e
+        },
+    ] {
+        let expected = serde_json::to_string(&e).unwrap();
+        assert_eq!(serde_json::to_string(&e.into_json()).unwrap(), expected);
+    }
+}

@@ -467,3 +467,102 @@ pub fn remove_paths(
         }
     }
 }
+
+/// The `FieldsV1` JSON of every field `v` sets, as [`FieldSet::to_json`] renders the set that
+/// comparing `v` with an empty object adds (maps and associative-list items owned
+/// themselves), but built in one walk without the intermediate set: this runs on every
+/// create. `None` when `v` is not a struct, or when a list holds two items with the same
+/// key (the set semantics of that case are left to the general path).
+pub fn created_fields_json(
+    v: &Value,
+    schema: &Schema,
+    schemas: &Schemas,
+) -> Option<Map<String, Value>> {
+    match kind(schema, schemas, v) {
+        kind @ Kind::Fields { .. } => children_json(v, kind, schema, schemas),
+        _ => None,
+    }
+}
+
+/// The JSON of one owned path: `{}` for a member without children, `{".":{},…}` for a member
+/// with them, the children alone otherwise; `None` when it holds nothing.
+fn node_json(member: bool, children: Map<String, Value>) -> Option<Value> {
+    if children.is_empty() {
+        return member.then(|| Value::Object(Map::new()));
+    }
+    if !member {
+        return Some(Value::Object(children));
+    }
+    let mut out = Map::with_capacity(children.len() + 1);
+    out.insert(".".to_string(), Value::Object(Map::new()));
+    out.extend(children);
+    Some(Value::Object(out))
+}
+
+/// The JSON of a value below the root (see [`walk_set_under`] with `own_maps`).
+fn value_json(v: &Value, schema: &Schema, schemas: &Schemas) -> Option<Option<Value>> {
+    Some(match kind(schema, schemas, v) {
+        kind @ Kind::Fields { is_map } => {
+            let empty = v.as_object().is_some_and(Map::is_empty);
+            node_json(empty || is_map, children_json(v, kind, schema, schemas)?)
+        }
+        kind @ (Kind::Associative(..) | Kind::Set) => {
+            node_json(false, children_json(v, kind, schema, schemas)?)
+        }
+        Kind::Atomic => Some(Value::Object(Map::new())),
+    })
+}
+
+/// The JSON of the fields of a struct or map (or a list item) `m`, whose schema is `schema`.
+fn fields_json(
+    m: &Map<String, Value>,
+    schema: &Schema,
+    schemas: &Schemas,
+    out: &mut Vec<(PathElement, Value)>,
+) -> Option<()> {
+    for (k, cv) in m {
+        if let Some(j) = value_json(cv, schemas.field(schema, k), schemas)? {
+            out.push((PathElement::Field(k.clone()), j));
+        }
+    }
+    Some(())
+}
+
+/// The children of `v` (of kind `kind`), keyed and ordered as `FieldSet::to_json` writes them.
+fn children_json(
+    v: &Value,
+    kind: Kind<'_>,
+    schema: &Schema,
+    schemas: &Schemas,
+) -> Option<Map<String, Value>> {
+    let mut kids: Vec<(PathElement, Value)> = Vec::new();
+    match kind {
+        Kind::Fields { .. } => fields_json(v.as_object()?, schema, schemas, &mut kids)?,
+        Kind::Associative(keys, items) => {
+            for (pe, item) in items_by_pe(v.as_array()?, keys) {
+                let mut inner = Vec::new();
+                if let Value::Object(m) = item {
+                    fields_json(m, items, schemas, &mut inner)?;
+                }
+                let inner = sorted_map(inner)?;
+                kids.push((pe, node_json(true, inner)?));
+            }
+        }
+        Kind::Set => {
+            for item in v.as_array()? {
+                kids.push((PathElement::value(item), Value::Object(Map::new())));
+            }
+        }
+        Kind::Atomic => {}
+    }
+    sorted_map(kids)
+}
+
+/// The entries in path-element order, keyed by their encoding; `None` on a duplicate.
+fn sorted_map(mut kids: Vec<(PathElement, Value)>) -> Option<Map<String, Value>> {
+    kids.sort_by(|a, b| a.0.cmp(&b.0));
+    if kids.windows(2).any(|w| w[0].0 == w[1].0) {
+        return None;
+    }
+    Some(kids.into_iter().map(|(pe, j)| (pe.encode(), j)).collect())
+}

@@ -198,8 +198,7 @@ async fn admit_namespace(ctx: &Ctx<'_>, obj: &Value) -> Result<(), ApiError> {
     match ctx.srv.store.get(&key).await.map_err(ApiError::internal)? {
         None => Err(ApiError::not_found("", "namespaces", ns)),
         Some(kv) => {
-            let nsobj = codec::decode(&kv.value, kv.mod_revision);
-            if meta::is_terminating(&nsobj) {
+            if namespace_terminating(&kv.value) {
                 Err(ApiError::forbidden(
                     &ctx.rt.group,
                     &ctx.rt.plural,
@@ -213,6 +212,23 @@ async fn admit_namespace(ctx: &Ctx<'_>, obj: &Value) -> Result<(), ApiError> {
             }
         }
     }
+}
+
+/// Whether the stored namespace has a deletionTimestamp. Read without building the whole
+/// object: every namespaced create asks.
+fn namespace_terminating(stored: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Namespace {
+        #[serde(default)]
+        metadata: Metadata,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct Metadata {
+        #[serde(default, rename = "deletionTimestamp")]
+        deletion_timestamp: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<Namespace>(stored)
+        .is_ok_and(|ns| ns.metadata.deletion_timestamp.is_some())
 }
 
 /// `PUT …/<name>[/status|/finalize]`.
