@@ -101,8 +101,6 @@ fn required_walk(
     let join = |path: &String, k: &str| {
         if path.is_empty() {
             k.to_string()
-        } else if k.starts_with('[') {
-            format!("{path}{k}")
         } else {
             format!("{path}.{k}")
         }
@@ -121,25 +119,44 @@ fn required_walk(
                     continue;
                 }
                 if let Some(s) = fields.get(k) {
-                    let mut child = join(path, k);
-                    required_walk(v, s, schemas, &mut child, out);
+                    let dot = if path.is_empty() { "" } else { "." };
+                    descend(v, s, schemas, format_args!("{dot}{k}"), path, out);
                 }
             }
         }
         (Schema::Map { values }, Value::Object(obj)) => {
             for (k, v) in obj {
-                let mut child = join(path, k);
-                required_walk(v, values, schemas, &mut child, out);
+                let dot = if path.is_empty() { "" } else { "." };
+                descend(v, values, schemas, format_args!("{dot}{k}"), path, out);
             }
         }
         (Schema::List { items, .. }, Value::Array(list)) => {
             for (i, v) in list.iter().enumerate() {
-                let mut child = join(path, &format!("[{i}]"));
-                required_walk(v, items, schemas, &mut child, out);
+                descend(v, items, schemas, format_args!("[{i}]"), path, out);
             }
         }
         _ => {}
     }
+}
+
+/// Walks into a child at `path` + `segment`. The path is built in `path` itself and cut back
+/// afterwards: the required walk runs on every create and update, and most fields are
+/// scalars with nothing below them to check.
+fn descend(
+    v: &Value,
+    s: &Schema,
+    schemas: &Schemas,
+    segment: std::fmt::Arguments<'_>,
+    path: &mut String,
+    out: &mut Vec<String>,
+) {
+    if !(v.is_object() || v.is_array()) {
+        return;
+    }
+    let len = path.len();
+    let _ = std::fmt::Write::write_fmt(path, segment);
+    required_walk(v, s, schemas, path, out);
+    path.truncate(len);
 }
 
 /// Removes the fields `schema` does not declare (what upstream's decoding into typed objects,

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::Client;
 use kube::api::Api;
+use rkube_core::quantity;
 
 /// Why a container's configuration could not be built; the kubelet reports it as
 /// `CreateContainerConfigError` with [`ConfigError::message`] as the message.
@@ -317,12 +318,12 @@ pub fn resource_field_value(
         .unwrap_or("1");
     let bad = |s: &str| ConfigError(format!("invalid quantity {s:?} for {}", sel.resource));
     let v = if name == "cpu" {
-        let amount = crate::qos::milli_value(&q).ok_or_else(|| bad(&q))?;
-        let d = crate::qos::milli_value(divisor).ok_or_else(|| bad(divisor))?;
+        let amount = quantity::milli_value(&q).map_err(|_| bad(&q))?;
+        let d = quantity::milli_value(divisor).map_err(|_| bad(divisor))?;
         ceil_div(amount, d.max(1))
     } else {
-        let amount = crate::qos::value(&q).ok_or_else(|| bad(&q))?;
-        let d = crate::qos::value(divisor).ok_or_else(|| bad(divisor))?;
+        let amount = quantity::value(&q).map_err(|_| bad(&q))?;
+        let d = quantity::value(divisor).map_err(|_| bad(divisor))?;
         ceil_div(amount, d.max(1))
     };
     Ok(v.to_string())

@@ -34,18 +34,6 @@ pub const BEST_EFFORT_OOM_SCORE_ADJ: i64 = 1000;
 /// `IsNodeCriticalPod`.
 const SYSTEM_NODE_CRITICAL_PRIORITY: i32 = 2_000_001_000;
 
-/// A quantity in thousandths, rounded up (`Quantity.MilliValue()`): `"500m"` → 500,
-/// `"1"` → 1000; `None` when `s` is not a quantity.
-pub fn milli_value(s: &str) -> Option<i64> {
-    quantity::milli_value(s).ok()
-}
-
-/// A quantity in whole units, rounded up (`Quantity.Value()`): `"1Ki"` → 1024, `"1.5"` → 2;
-/// `None` when `s` is not a quantity.
-pub fn value(s: &str) -> Option<i64> {
-    quantity::value(s).ok()
-}
-
 /// Amounts of one container, in milli-CPU and bytes, with requests defaulted from limits as
 /// the apiserver does (so a pod that skipped defaulting, such as a static pod, reads the same).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -56,27 +44,27 @@ struct Amounts {
     memory_limit: Option<i64>,
 }
 
-/// `list[name]` read with `read` ([`milli_value`] or [`value`]); `None` when absent or not a
-/// quantity.
+/// `list[name]` read with `read` ([`quantity::milli_value`] or [`quantity::value`]); `None`
+/// when absent or not a quantity.
 fn quantity_of(
     list: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
     name: &str,
-    read: fn(&str) -> Option<i64>,
+    read: fn(&str) -> Result<i64, quantity::QuantityError>,
 ) -> Option<i64> {
-    list.and_then(|l| l.get(name)).and_then(|q| read(&q.0))
+    list.and_then(|l| l.get(name)).and_then(|q| read(&q.0).ok())
 }
 
 fn amounts(res: Option<&ResourceRequirements>) -> Amounts {
     let requests = res.and_then(|r| r.requests.as_ref());
     let limits = res.and_then(|r| r.limits.as_ref());
-    let cpu_limit = quantity_of(limits, "cpu", milli_value);
-    let memory_limit = quantity_of(limits, "memory", value);
+    let cpu_limit = quantity_of(limits, "cpu", quantity::milli_value);
+    let memory_limit = quantity_of(limits, "memory", quantity::value);
     Amounts {
-        cpu_request: quantity_of(requests, "cpu", milli_value)
+        cpu_request: quantity_of(requests, "cpu", quantity::milli_value)
             .or(cpu_limit)
             .unwrap_or(0),
         cpu_limit,
-        memory_request: quantity_of(requests, "memory", value)
+        memory_request: quantity_of(requests, "memory", quantity::value)
             .or(memory_limit)
             .unwrap_or(0),
         memory_limit,
@@ -348,8 +336,14 @@ fn pod_amounts(pod: &Pod) -> PodAmounts {
     }
     // Pod overhead (RuntimeClass) adds to requests and limits.
     if let Some(o) = spec.overhead.as_ref() {
-        let cpu = o.get("cpu").and_then(|q| milli_value(&q.0)).unwrap_or(0);
-        let mem = o.get("memory").and_then(|q| value(&q.0)).unwrap_or(0);
+        let cpu = o
+            .get("cpu")
+            .and_then(|q| quantity::milli_value(&q.0).ok())
+            .unwrap_or(0);
+        let mem = o
+            .get("memory")
+            .and_then(|q| quantity::value(&q.0).ok())
+            .unwrap_or(0);
         sum[0] += cpu;
         sum[1] += if declared[0] { cpu } else { 0 };
         sum[2] += if declared[1] { mem } else { 0 };
@@ -401,27 +395,6 @@ mod tests {
 
     fn c(name: &str, req: Value, lim: Value) -> Value {
         json!({"name": name, "resources": {"requests": req, "limits": lim}})
-    }
-
-    #[test]
-    fn quantities() {
-        for (s, milli, val) in [
-            ("500m", Some(500), Some(1)),
-            ("1", Some(1000), Some(1)),
-            ("0.5", Some(500), Some(1)),
-            ("1Ki", Some(1_024_000), Some(1024)),
-            ("128Mi", Some(134_217_728_000), Some(134_217_728)),
-            ("1e3", Some(1_000_000), Some(1000)),
-            ("1.5", Some(1500), Some(2)),
-            ("1n", Some(1), Some(1)),
-            ("2G", Some(2_000_000_000_000), Some(2_000_000_000)),
-            ("0", Some(0), Some(0)),
-            ("x", None, None),
-            ("1Qi", None, None),
-        ] {
-            assert_eq!(milli_value(s), milli, "{s}");
-            assert_eq!(value(s), val, "{s}");
-        }
     }
 
     /// Cases from upstream's `TestComputePodQOS`.

@@ -3,36 +3,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use rkube_apiserver::authn::{Authenticator, UserInfo};
-use rkube_apiserver::local::LocalService;
-use rkube_apiserver::{ApiServer, Config};
 use serde_json::json;
 
 use crate::pods::fake::{FakeImages, FakeRuntime};
 use crate::pods::tests_support::TempDir;
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 async fn cluster(dir: &std::path::Path) -> kube::Client {
-    let store = rkube_store::embedded::EmbeddedStore::open(&dir.join("db")).expect("open store");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let issuer =
-        rkube_apiserver::satoken::TokenIssuer::from_pem(&key.serialize_pem()).expect("issuer");
-    let authn = Authenticator {
-        node_token_secret: String::new(),
-        service_accounts: Some(Arc::new(issuer)),
-    };
-    let srv = ApiServer::new(store, authn, Config::default())
-        .await
-        .expect("apiserver");
-    let client = kube::Client::new(
-        LocalService::new(srv, UserInfo::component("system:node:n1")),
-        "default",
-    );
-    for ns in ["default", "kube-node-lease", "kube-system"] {
-        let api: Api<Namespace> = Api::all(client.clone());
-        let n: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
-        let _ = api.create(&PostParams::default(), &n).await;
+    let namespaces = ["default", "kube-node-lease", "kube-system"];
+    let client = support::apiserver(dir, &namespaces).await;
+    for ns in namespaces {
         // What the service account and root-CA controllers would create.
         let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> =
             Api::namespaced(client.clone(), ns);

@@ -691,15 +691,22 @@ mod tests {
         })
     }
 
-    fn cond(s: &PodStatus, t: &str) -> (String, Option<String>) {
-        let c = s
-            .conditions
+    /// The condition of type `t`.
+    fn condition_of<'a>(s: &'a PodStatus, t: &str) -> &'a PodCondition {
+        s.conditions
             .as_ref()
-            .unwrap()
-            .iter()
-            .find(|c| c.type_ == t)
-            .unwrap();
+            .and_then(|cs| cs.iter().find(|c| c.type_ == t))
+            .unwrap_or_else(|| panic!("no {t} condition in {:?}", s.conditions))
+    }
+
+    fn cond(s: &PodStatus, t: &str) -> (String, Option<String>) {
+        let c = condition_of(s, t);
         (c.status.clone(), c.reason.clone())
+    }
+
+    /// Why a container waits, `None` when it does not.
+    fn waiting_reason(c: &ContainerStatus) -> Option<&str> {
+        c.state.as_ref()?.waiting.as_ref()?.reason.as_deref()
     }
 
     type Case<'a> = (
@@ -813,27 +820,13 @@ mod tests {
             cond(&s, INITIALIZED),
             ("False".into(), Some("ContainersNotInitialized".into()))
         );
-        let init = s
-            .conditions
-            .as_ref()
-            .unwrap()
-            .iter()
-            .find(|c| c.type_ == INITIALIZED)
-            .unwrap();
+        let init = condition_of(&s, INITIALIZED);
         assert_eq!(
             init.message.as_deref(),
             Some("containers with incomplete status: [init]")
         );
         assert_eq!(
-            s.container_statuses.as_ref().unwrap()[0]
-                .state
-                .as_ref()
-                .unwrap()
-                .waiting
-                .as_ref()
-                .unwrap()
-                .reason
-                .as_deref(),
+            waiting_reason(&s.container_statuses.as_ref().unwrap()[0]),
             Some("PodInitializing")
         );
         assert_eq!(cond(&s, "PodScheduled").0, "True");
@@ -847,13 +840,7 @@ mod tests {
         let s = status(&p, cs, &[("side", "CrashLoopBackOff")], false);
         assert_eq!(cond(&s, INITIALIZED).0, "True");
         assert_eq!(cond(&s, POD_READY_TO_START_CONTAINERS).0, "True");
-        let ready = s
-            .conditions
-            .as_ref()
-            .unwrap()
-            .iter()
-            .find(|c| c.type_ == READY)
-            .unwrap();
+        let ready = condition_of(&s, READY);
         assert_eq!(ready.reason.as_deref(), Some("ContainersNotReady"));
         assert_eq!(
             ready.message.as_deref(),
@@ -878,17 +865,7 @@ mod tests {
         );
         let side = &s.container_statuses.as_ref().unwrap()[1];
         assert_eq!(side.restart_count, 1);
-        assert_eq!(
-            side.state
-                .as_ref()
-                .unwrap()
-                .waiting
-                .as_ref()
-                .unwrap()
-                .reason
-                .as_deref(),
-            Some("CrashLoopBackOff")
-        );
+        assert_eq!(waiting_reason(side), Some("CrashLoopBackOff"));
         let last = side
             .last_state
             .as_ref()

@@ -3,45 +3,21 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, Node, Pod, Secret, Service, ServiceAccount,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret, Service, ServiceAccount};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use rkube_apiserver::authn::{Authenticator, UserInfo};
-use rkube_apiserver::local::LocalService;
-use rkube_apiserver::{ApiServer, Config};
 use rkube_kubelet::node::{self, NodeConfig};
 use rkube_kubelet::volumes::{self, VolumeManager};
 use rkube_kubelet::{envvars, qos};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+mod support;
+
 async fn cluster(dir: &Path) -> kube::Client {
-    let store = rkube_store::embedded::EmbeddedStore::open(&dir.join("db")).expect("open store");
-    let key = rcgen::KeyPair::generate().expect("a P-256 key");
-    let issuer =
-        rkube_apiserver::satoken::TokenIssuer::from_pem(&key.serialize_pem()).expect("issuer");
-    let authn = Authenticator {
-        node_token_secret: String::new(),
-        service_accounts: Some(Arc::new(issuer)),
-    };
-    let srv = ApiServer::new(store, authn, Config::default())
-        .await
-        .expect("apiserver");
-    let client = kube::Client::new(
-        LocalService::new(srv, UserInfo::component("system:node:n1")),
-        "default",
-    );
-    for ns in ["default", "kube-node-lease", "app"] {
-        let api: Api<Namespace> = Api::all(client.clone());
-        let n: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
-        let _ = api.create(&PostParams::default(), &n).await;
-    }
-    client
+    support::apiserver(dir, &["default", "kube-node-lease", "app"]).await
 }
 
 fn create<K>(

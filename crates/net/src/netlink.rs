@@ -13,17 +13,28 @@ pub const LOOPBACK_INDEX: u32 = 1;
 /// Runs `f` on a thread that has joined the network namespace at `netns`; sockets it opens
 /// belong to that namespace.
 pub fn in_netns<T: Send>(netns: &Path, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
-    let ns = std::fs::File::open(netns)?;
+    let ns = std::fs::File::open(netns).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("opening network namespace {}: {e}", netns.display()),
+        )
+    })?;
     std::thread::scope(|s| {
-        s.spawn(|| {
-            // SAFETY: setns on a valid fd; it only changes this (scoped, short-lived) thread.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            f()
-        })
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("network namespace thread panicked")))
+        std::thread::Builder::new()
+            .name("rkube-netns".into())
+            .spawn_scoped(s, || {
+                // SAFETY: setns on a valid fd; it only changes this (scoped, short-lived) thread.
+                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    let e = io::Error::last_os_error();
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("joining network namespace {}: {e}", netns.display()),
+                    ));
+                }
+                f()
+            })?
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("network namespace thread panicked")))
     })
 }
 

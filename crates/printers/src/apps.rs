@@ -275,6 +275,15 @@ mod tests {
         json!({"name": "web", "creationTimestamp": ago(3 * 86400 + 5 * 3600)})
     }
 
+    /// `lead` (name and the kind's own columns) followed by the columns every workload built
+    /// from [`meta`] and [`template`] ends with: AGE, CONTAINERS, IMAGES, SELECTOR.
+    fn workload_row(lead: serde_json::Value) -> serde_json::Value {
+        let tail = ["3d5h", "nginx,side", "nginx:1.25,busybox", "app=web"];
+        let mut row = lead.as_array().cloned().unwrap_or_default();
+        row.extend(tail.map(serde_json::Value::from));
+        row.into()
+    }
+
     fn template() -> serde_json::Value {
         json!({"spec": {"containers": [{"name": "nginx", "image": "nginx:1.25"}, {"name": "side", "image": "busybox"}],
             "nodeSelector": {"disk": "ssd"}}})
@@ -289,16 +298,7 @@ mod tests {
                 "Deployment",
                 json!({"metadata": meta(), "spec": {"replicas": 4, "selector": sel, "template": template()},
                     "status": {"readyReplicas": 3, "updatedReplicas": 4, "availableReplicas": 3}}),
-                json!([
-                    "web",
-                    "3/4",
-                    4,
-                    3,
-                    "3d5h",
-                    "nginx,side",
-                    "nginx:1.25,busybox",
-                    "app=web"
-                ]),
+                workload_row(json!(["web", "3/4", 4, 3])),
             ),
             (
                 "apps",
@@ -311,32 +311,14 @@ mod tests {
                 "ReplicaSet",
                 json!({"metadata": meta(), "spec": {"replicas": 2, "selector": sel, "template": template()},
                     "status": {"replicas": 2, "readyReplicas": 1}}),
-                json!([
-                    "web",
-                    2,
-                    2,
-                    1,
-                    "3d5h",
-                    "nginx,side",
-                    "nginx:1.25,busybox",
-                    "app=web"
-                ]),
+                workload_row(json!(["web", 2, 2, 1])),
             ),
             (
                 "",
                 "ReplicationController",
                 json!({"metadata": meta(), "spec": {"replicas": 2, "selector": {"app": "web"}, "template": template()},
                     "status": {"replicas": 2}}),
-                json!([
-                    "web",
-                    2,
-                    2,
-                    0,
-                    "3d5h",
-                    "nginx,side",
-                    "nginx:1.25,busybox",
-                    "app=web"
-                ]),
+                workload_row(json!(["web", 2, 2, 0])),
             ),
             (
                 "",
@@ -350,19 +332,7 @@ mod tests {
                 json!({"metadata": meta(), "spec": {"selector": sel, "template": template()},
                     "status": {"desiredNumberScheduled": 3, "currentNumberScheduled": 3, "numberReady": 2,
                         "updatedNumberScheduled": 3, "numberAvailable": 2}}),
-                json!([
-                    "web",
-                    3,
-                    3,
-                    2,
-                    3,
-                    2,
-                    "disk=ssd",
-                    "3d5h",
-                    "nginx,side",
-                    "nginx:1.25,busybox",
-                    "app=web"
-                ]),
+                workload_row(json!(["web", 3, 3, 2, 3, 2, "disk=ssd"])),
             ),
             (
                 "apps",

@@ -189,36 +189,33 @@ pub fn cells(group: &str, kind: &str, obj: &Value, now: Timestamp) -> Vec<Value>
 
 /// `columnDefinitions` of a Table: `[{name, type, format, description, priority}]`.
 pub fn column_definitions_json(cols: &[Column]) -> Value {
-    Value::Array(
-        cols.iter()
-            .map(|c| {
-                json!({
-                    "name": c.name,
-                    "type": c.type_,
-                    "format": c.format,
-                    "description": c.description,
-                    "priority": c.priority,
-                })
-            })
-            .collect(),
-    )
+    cols.iter()
+        .map(|c| column_definition(c.name, c.type_, c.format, c.description, c.priority))
+        .collect()
 }
 
 /// Like [`column_definitions_json`], for owned columns (custom resources).
 pub fn owned_column_definitions_json(cols: &[ColumnOwned]) -> Value {
-    Value::Array(
-        cols.iter()
-            .map(|c| {
-                json!({
-                    "name": c.name,
-                    "type": c.type_,
-                    "format": c.format,
-                    "description": c.description,
-                    "priority": c.priority,
-                })
-            })
-            .collect(),
-    )
+    cols.iter()
+        .map(|c| column_definition(&c.name, &c.type_, &c.format, &c.description, c.priority))
+        .collect()
+}
+
+/// One `TableColumnDefinition`, the same for static and owned columns.
+fn column_definition(
+    name: &str,
+    type_: &str,
+    format: &str,
+    description: &str,
+    priority: i32,
+) -> Value {
+    json!({
+        "name": name,
+        "type": type_,
+        "format": format,
+        "description": description,
+        "priority": priority,
+    })
 }
 
 #[cfg(test)]

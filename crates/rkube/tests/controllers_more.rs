@@ -175,20 +175,28 @@ fn created_at(s: &Server, pod: &str) -> i64 {
     epoch_seconds(&t).unwrap_or_else(|| panic!("pod {pod} creation time {t:?}"))
 }
 
-#[test]
-fn statefulset_max_unavailable_replaces_pods_in_pairs_above_the_partition() {
+/// A server with two simulated nodes running the StatefulSet `name` of `manifest`, once its
+/// `status.<field>` reads `want`.
+fn running_set(manifest: &str, name: &str, field: &str, want: &str) -> (Server, Agent) {
     let s = Server::start();
-    let _agent = Agent::start(&s, 2);
-    s.apply(PARALLEL_SET);
+    let agent = Agent::start(&s, 2);
+    s.apply(manifest);
+    let template = format!("{{.status.{field}}}");
     assert!(
         eventually(Duration::from_secs(60), || jp(
             &s,
-            &["statefulset", "web"],
-            "{.status.availableReplicas}"
-        ) == "4"),
-        "{}",
-        s.ok(&["get", "pods", "-o", "wide"])
+            &["statefulset", name],
+            &template
+        ) == want),
+        "statefulset {name} never had {field} {want}:\n{}",
+        s.ok(&["get", "pods,pvc", "-o", "wide"])
     );
+    (s, agent)
+}
+
+#[test]
+fn statefulset_max_unavailable_replaces_pods_in_pairs_above_the_partition() {
+    let (s, _agent) = running_set(PARALLEL_SET, "web", "availableReplicas", "4");
     s.ok(&["set", "image", "statefulset/web", "main=nginx:1.25"]);
     let update = || jp(&s, &["statefulset", "web"], "{.status.updateRevision}");
     assert!(
@@ -273,18 +281,7 @@ fn claim_owners(s: &Server, claim: &str) -> String {
 
 #[test]
 fn statefulset_claim_retention_policy_sets_claim_owners() {
-    let s = Server::start();
-    let _agent = Agent::start(&s, 2);
-    s.apply(CLAIMED_SET);
-    assert!(
-        eventually(Duration::from_secs(60), || jp(
-            &s,
-            &["statefulset", "db"],
-            "{.status.readyReplicas}"
-        ) == "3"),
-        "{}",
-        s.ok(&["get", "pods,pvc"])
-    );
+    let (s, _agent) = running_set(CLAIMED_SET, "db", "readyReplicas", "3");
     // whenDeleted Retain: the set does not own its claims.
     assert_eq!(claim_owners(&s, "data-db-0"), "");
     // whenScaled Delete: claims of removed pods go with them.

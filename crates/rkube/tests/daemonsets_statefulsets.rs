@@ -5,25 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Agent, Server, eventually};
-
-const DAEMONSET: &str = "apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: kplabs-daemonset
-spec:
-  selector:
-    matchLabels:
-      tier: all-pods
-  template:
-    metadata:
-      labels:
-        tier: all-pods
-    spec:
-      containers:
-      - name: pods
-        image: nginx
-";
+use support::{Agent, SEED_DAEMONSET, Server, eventually};
 
 const STATEFULSET: &str = "apiVersion: v1
 kind: Service
@@ -70,14 +52,10 @@ spec:
 
 /// `<pod> <node>` lines of the DaemonSet's pods that are not terminating.
 fn daemon_pods(s: &Server) -> Vec<(String, String)> {
-    let out = s.ok(&[
-        "get",
-        "pods",
-        "-l",
-        "tier=all-pods",
-        "-o",
-        "jsonpath={range .items[?(@.status.phase==\"Running\")]}{.metadata.name} {.spec.nodeName}{\"\\n\"}{end}",
-    ]);
+    let out = s.jsonpath(
+        &["pods", "-l", "tier=all-pods"],
+        "{range .items[?(@.status.phase==\"Running\")]}{.metadata.name} {.spec.nodeName}{\"\\n\"}{end}",
+    );
     out.lines()
         .filter_map(|l| l.split_once(' '))
         .map(|(p, n)| (p.to_string(), n.to_string()))
@@ -95,7 +73,7 @@ fn daemonset_one_pod_per_eligible_node_and_rolling_update() {
     let s = Server::start();
     let _agent = Agent::start(&s, 3);
     assert_eq!(
-        s.apply(DAEMONSET),
+        s.apply(SEED_DAEMONSET),
         "daemonset.apps/kplabs-daemonset created\n"
     );
     assert!(
@@ -116,21 +94,12 @@ fn daemonset_one_pod_per_eligible_node_and_rolling_update() {
     assert_eq!(nodes, ["sim-0", "sim-1", "sim-2"]);
     // Pods are pinned through node affinity, labelled with their revision and generation.
     let pod = &daemon_pods(&s)[0].0;
-    let affinity = s.ok(&[
-        "get",
-        "pod",
-        pod,
-        "-o",
-        "jsonpath={.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchFields[0].key}",
-    ]);
+    let affinity = s.jsonpath(
+        &["pod", pod],
+        "{.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchFields[0].key}",
+    );
     assert_eq!(affinity, "metadata.name");
-    let generation = s.ok(&[
-        "get",
-        "pod",
-        pod,
-        "-o",
-        "jsonpath={.metadata.labels.pod-template-generation}",
-    ]);
+    let generation = s.jsonpath(&["pod", pod], "{.metadata.labels.pod-template-generation}");
     assert_eq!(generation, "1");
     let status = s.ok(&[
         "rollout",
@@ -157,24 +126,16 @@ fn daemonset_one_pod_per_eligible_node_and_rolling_update() {
         "--timeout=90s",
     ]);
     assert!(status.ends_with("successfully rolled out\n"), "{status}");
-    let images = s.ok(&[
-        "get",
-        "pods",
-        "-l",
-        "tier=all-pods",
-        "-o",
-        "jsonpath={.items[*].spec.containers[0].image}",
-    ]);
+    let images = s.jsonpath(
+        &["pods", "-l", "tier=all-pods"],
+        "{.items[*].spec.containers[0].image}",
+    );
     assert!(
         eventually(Duration::from_secs(20), || {
-            let images = s.ok(&[
-                "get",
-                "pods",
-                "-l",
-                "tier=all-pods",
-                "-o",
-                "jsonpath={.items[*].spec.containers[0].image}",
-            ]);
+            let images = s.jsonpath(
+                &["pods", "-l", "tier=all-pods"],
+                "{.items[*].spec.containers[0].image}",
+            );
             images == "nginx:1.25 nginx:1.25 nginx:1.25"
         }),
         "{images}"
@@ -245,7 +206,7 @@ fn daemonset_respects_taints_but_tolerates_cordoning() {
     // A NoSchedule taint keeps the daemon off sim-0; cordoning sim-1 does not.
     s.ok(&["taint", "node", "sim-0", "dedicated=infra:NoSchedule"]);
     s.ok(&["cordon", "sim-1"]);
-    s.apply(DAEMONSET);
+    s.apply(SEED_DAEMONSET);
     assert!(
         eventually(Duration::from_secs(40), || ds_row(&s)[1..4]
             == ["2", "2", "2"]),
@@ -256,14 +217,10 @@ fn daemonset_respects_taints_but_tolerates_cordoning() {
     let mut nodes: Vec<String> = daemon_pods(&s).into_iter().map(|(_, n)| n).collect();
     nodes.sort();
     assert_eq!(nodes, ["sim-1", "sim-2"]);
-    let tolerations = s.ok(&[
-        "get",
-        "pods",
-        "-l",
-        "tier=all-pods",
-        "-o",
-        "jsonpath={.items[0].spec.tolerations[*].key}",
-    ]);
+    let tolerations = s.jsonpath(
+        &["pods", "-l", "tier=all-pods"],
+        "{.items[0].spec.tolerations[*].key}",
+    );
     assert!(
         tolerations.contains("node.kubernetes.io/unschedulable")
             && tolerations.contains("node.kubernetes.io/not-ready"),
@@ -273,14 +230,10 @@ fn daemonset_respects_taints_but_tolerates_cordoning() {
 
 /// The StatefulSet's pods (not terminating), sorted.
 fn set_pods(s: &Server) -> Vec<String> {
-    let out = s.ok(&[
-        "get",
-        "pods",
-        "-l",
-        "app=nginx",
-        "-o",
-        "jsonpath={range .items[*]}{.metadata.name} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
-    ]);
+    let out = s.jsonpath(
+        &["pods", "-l", "app=nginx"],
+        "{range .items[*]}{.metadata.name} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
+    );
     let mut pods: Vec<String> = out
         .lines()
         .map(str::trim)
@@ -312,13 +265,7 @@ fn statefulset_ordered_pods_claims_scale_down_and_rollout() {
             if seen.last() != Some(&pods.len()) {
                 seen.push(pods.len());
             }
-            s.ok(&[
-                "get",
-                "sts",
-                "web",
-                "-o",
-                "jsonpath={.status.readyReplicas}",
-            ]) == "3"
+            s.jsonpath(&["sts", "web"], "{.status.readyReplicas}") == "3"
         }),
         "{}",
         s.ok(&["get", "sts,pods"])
@@ -334,28 +281,19 @@ fn statefulset_ordered_pods_claims_scale_down_and_rollout() {
         pvcs,
         "persistentvolumeclaim/www-web-0\npersistentvolumeclaim/www-web-1\npersistentvolumeclaim/www-web-2\n"
     );
-    let pod = s.ok(&[
-        "get",
-        "pod",
-        "web-1",
-        "-o",
-        "jsonpath={.spec.hostname} {.spec.subdomain} {.metadata.labels.statefulset\\.kubernetes\\.io/pod-name} {.metadata.labels.apps\\.kubernetes\\.io/pod-index} {.spec.volumes[?(@.name==\"www\")].persistentVolumeClaim.claimName}",
-    ]);
+    let pod = s.jsonpath(
+        &["pod", "web-1"],
+        "{.spec.hostname} {.spec.subdomain} {.metadata.labels.statefulset\\.kubernetes\\.io/pod-name} {.metadata.labels.apps\\.kubernetes\\.io/pod-index} {.spec.volumes[?(@.name==\"www\")].persistentVolumeClaim.claimName}",
+    );
     assert_eq!(pod, "web-1 nginx web-1 1 www-web-1");
-    let revision = s.ok(&[
-        "get",
-        "pod",
-        "web-0",
-        "-o",
-        "jsonpath={.metadata.labels.controller-revision-hash}",
-    ]);
-    let status = s.ok(&[
-        "get",
-        "sts",
-        "web",
-        "-o",
-        "jsonpath={.status.currentRevision} {.status.updateRevision} {.status.currentReplicas} {.status.updatedReplicas}",
-    ]);
+    let revision = s.jsonpath(
+        &["pod", "web-0"],
+        "{.metadata.labels.controller-revision-hash}",
+    );
+    let status = s.jsonpath(
+        &["sts", "web"],
+        "{.status.currentRevision} {.status.updateRevision} {.status.currentReplicas} {.status.updatedReplicas}",
+    );
     assert_eq!(status, format!("{revision} {revision} 3 3"));
     // partition defaults to 0, so kubectl reports a partitioned roll out, as upstream.
     let out = s.ok(&["rollout", "status", "statefulset/web", "--timeout=60s"]);
@@ -378,13 +316,10 @@ fn statefulset_ordered_pods_claims_scale_down_and_rollout() {
     );
     // currentRevision catches up once every pod runs the new revision and is ready.
     let revisions = || {
-        s.ok(&[
-            "get",
-            "sts",
-            "web",
-            "-o",
-            "jsonpath={.status.currentRevision} {.status.updateRevision}",
-        ])
+        s.jsonpath(
+            &["sts", "web"],
+            "{.status.currentRevision} {.status.updateRevision}",
+        )
     };
     assert!(
         eventually(Duration::from_secs(20), || {
@@ -395,14 +330,10 @@ fn statefulset_ordered_pods_claims_scale_down_and_rollout() {
         "{}",
         revisions()
     );
-    let images = s.ok(&[
-        "get",
-        "pods",
-        "-l",
-        "app=nginx",
-        "-o",
-        "jsonpath={.items[*].spec.containers[0].image}",
-    ]);
+    let images = s.jsonpath(
+        &["pods", "-l", "app=nginx"],
+        "{.items[*].spec.containers[0].image}",
+    );
     assert_eq!(images.matches("nginx-slim:0.9").count(), 3, "{images}");
 
     // Scaling down removes web-2, then web-1; the claims stay (Retain).
@@ -417,10 +348,10 @@ fn statefulset_ordered_pods_claims_scale_down_and_rollout() {
         s.ok(&["get", "pods"])
     );
     assert_eq!(s.ok(&["get", "pvc", "-o", "name"]).lines().count(), 3);
-    let ready = s.ok(&["get", "sts", "web", "-o", "jsonpath={.status.replicas}"]);
+    let ready = s.jsonpath(&["sts", "web"], "{.status.replicas}");
     assert!(
         eventually(Duration::from_secs(20), || {
-            s.ok(&["get", "sts", "web", "-o", "jsonpath={.status.replicas}"]) == "1"
+            s.jsonpath(&["sts", "web"], "{.status.replicas}") == "1"
         }),
         "{ready}"
     );

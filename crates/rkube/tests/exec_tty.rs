@@ -233,8 +233,8 @@ fn run_until(t: &mut Term, line: &str, want: &str) {
     );
 }
 
-#[test]
-fn exec_it_shell_terminal_resize_ctrl_c_and_exit_code() {
+/// A node server with pod `web` (busybox sleeping an hour) running, for exec.
+fn server_with_web() -> Server {
     let s = Server::start_node();
     s.ok(&[
         "run",
@@ -245,10 +245,40 @@ fn exec_it_shell_terminal_resize_ctrl_c_and_exit_code() {
         "3600",
     ]);
     s.wait_ready("web");
+    s
+}
 
-    let mut t = Term::spawn(s.kubectl_cmd(&["exec", "-it", "web", "--", "sh"]), 40, 100);
+/// `kubectl exec -it web -- sh` on a `rows`×`cols` terminal, at the shell's first prompt.
+fn exec_shell(s: &Server, rows: u16, cols: u16) -> Term {
+    let mut t = Term::spawn(
+        s.kubectl_cmd(&["exec", "-it", "web", "--", "sh"]),
+        rows,
+        cols,
+    );
     // busybox ash's prompt for root.
     t.expect("# ");
+    t
+}
+
+/// An attaching kubectl (`attach -it`, `run -it`) on a `rows`×`cols` terminal, once it has
+/// printed its hint that the container is attached.
+fn attached(cmd: Command, rows: u16, cols: u16) -> Term {
+    let mut t = Term::spawn(cmd, rows, cols);
+    t.expect("If you don't see a command prompt, try pressing enter.");
+    t
+}
+
+/// Detaches: the attached kubectl is told to go (SIGTERM) and has gone.
+fn detach(mut t: Term) {
+    t.signal(libc::SIGTERM);
+    t.wait_exit(EXPECT);
+}
+
+#[test]
+fn exec_it_shell_terminal_resize_ctrl_c_and_exit_code() {
+    let s = server_with_web();
+
+    let mut t = exec_shell(&s, 40, 100);
     // The shell reads what is typed and its output comes back.
     t.send("echo $((6*7))\r");
     t.expect("42\r\n");
@@ -323,8 +353,7 @@ spec:
 
     // Attach: typed commands reach the container's shell, its output comes back, and the
     // container's terminal takes the attaching terminal's size.
-    let mut t = Term::spawn(attach(), 30, 90);
-    t.expect("If you don't see a command prompt, try pressing enter.");
+    let mut t = attached(attach(), 30, 90);
     t.send("echo $((7*6)) term=$TERM\r");
     t.expect("42 term=xterm\r\n");
     run_until(&mut t, "stty size\r", "30 90\r\n");
@@ -332,9 +361,7 @@ spec:
     std::thread::sleep(Duration::from_millis(300));
 
     // Detach (the terminal's kubectl goes away): the container keeps running, unrestarted.
-    t.signal(libc::SIGTERM);
-    t.wait_exit(EXPECT);
-    drop(t);
+    detach(t);
     std::thread::sleep(Duration::from_secs(1));
     let state = s.jsonpath(
         &["pod", "shell"],
@@ -355,13 +382,10 @@ spec:
     // detached attach leaves an output pipe and a wait connection to be dropped).
     let mut fds_after = Vec::new();
     for i in 0..4 {
-        let mut t = Term::spawn(attach(), 30, 90);
-        t.expect("If you don't see a command prompt, try pressing enter.");
+        let mut t = attached(attach(), 30, 90);
         t.send(&format!("echo round-$((100+{i}))\r"));
         t.expect(&format!("round-{}\r\n", 100 + i));
-        t.signal(libc::SIGTERM);
-        t.wait_exit(EXPECT);
-        drop(t);
+        detach(t);
         // The kubelet gives a session whose client left 2 s for its process to end before
         // it lets go of the session.
         std::thread::sleep(Duration::from_millis(2500));
@@ -381,8 +405,7 @@ spec:
 
     // Re-attach: the same shell answers; `exit 7` ends the container, and kubectl attach
     // ends normally (as upstream's, it reports the stream's end, not the exit code).
-    let mut t = Term::spawn(attach(), 30, 90);
-    t.expect("If you don't see a command prompt, try pressing enter.");
+    let mut t = attached(attach(), 30, 90);
     t.send("echo again-$((1+1)) $$\r");
     t.expect("again-2 1\r\n");
     t.send("exit 7\r");
@@ -407,7 +430,7 @@ spec:
 
     // `kubectl run -it --rm --restart=Never`: create, attach, and then the pod's exit code
     // (from its status) becomes kubectl's, and the pod is deleted.
-    let mut t = Term::spawn(
+    let mut t = attached(
         s.kubectl_cmd(&[
             "run",
             "-it",
@@ -421,7 +444,6 @@ spec:
         24,
         80,
     );
-    t.expect("If you don't see a command prompt, try pressing enter.");
     t.send("echo one-$((2*2))\r");
     t.expect("one-4\r\n");
     t.send("exit 4\r");
@@ -472,20 +494,10 @@ fn container_processes(s: &Server, pod: &str, needle: &str) -> Vec<String> {
 
 #[test]
 fn a_vanished_kubectl_ends_its_exec() {
-    let s = Server::start_node();
-    s.ok(&[
-        "run",
-        "web",
-        &format!("--image={BUSYBOX}"),
-        "--",
-        "sleep",
-        "3600",
-    ]);
-    s.wait_ready("web");
+    let s = server_with_web();
 
     // With a terminal: the terminal hangs up, so the shell and its foreground job end.
-    let mut t = Term::spawn(s.kubectl_cmd(&["exec", "-it", "web", "--", "sh"]), 24, 80);
-    t.expect("# ");
+    let mut t = exec_shell(&s, 24, 80);
     t.send("sleep 1001\r");
     assert!(
         eventually(EXPECT, || !container_processes(&s, "web", "sleep 1001")

@@ -3,20 +3,7 @@
 
 mod support;
 
-use support::{NGINX_DEPLOYMENT, Server};
-
-/// The seeds' Service selecting app=nginx.
-const SELECTOR_SERVICE: &str = "apiVersion: v1
-kind: Service
-metadata:
-  name: kplabs-service-selector
-spec:
-  selector:
-    app: nginx
-  ports:
-  - port: 8080
-    targetPort: 80
-";
+use support::{NGINX_DEPLOYMENT, SEED_DAEMONSET, SELECTOR_SERVICE, Server, pod_reader_role};
 
 fn replicas(s: &Server, name: &str) -> String {
     s.jsonpath(&["deployment", name], "{.spec.replicas}")
@@ -77,34 +64,8 @@ fn apply_created_unchanged_configured_and_view_last_applied() {
 fn apply_several_documents_and_seed_resources() {
     let s = Server::start();
     let out = s.apply(&format!(
-        "{NGINX_DEPLOYMENT}---\n{SELECTOR_SERVICE}---
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata:
-  namespace: default
-  name: pod-reader
-rules:
-- apiGroups: [\"\"]
-  resources: [\"pods\"]
-  verbs: [\"lists\"]
----
-apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: kplabs-daemonset
-spec:
-  selector:
-    matchLabels:
-      tier: all-pods
-  template:
-    metadata:
-      labels:
-        tier: all-pods
-    spec:
-      containers:
-      - name: pods
-        image: nginx
-"
+        "{NGINX_DEPLOYMENT}---\n{SELECTOR_SERVICE}---\n{}---\n{SEED_DAEMONSET}",
+        pod_reader_role(r#""lists""#)
     ));
     assert_eq!(
         out,

@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{NGINX_DEPLOYMENT, Server};
+use support::{NGINX_DEPLOYMENT, SELECTOR_SERVICE, Server, pod_reader_role, read_pods_binding};
 
 const OBJECTS: &str = "apiVersion: v1
 kind: ConfigMap
@@ -21,48 +21,17 @@ stringData:
   config.yaml: |-
     username: dbadmin
     password: mypassword123
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: kplabs-service-selector
-spec:
-  selector:
-    app: nginx
-  ports:
-  - port: 8080
-    targetPort: 80
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata:
-  namespace: default
-  name: pod-reader
-rules:
-- apiGroups: [\"\"]
-  resources: [\"pods\"]
-  verbs: [\"list\"]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata:
-  name: read-pods
-  namespace: default
-subjects:
-- kind: User
-  name: john
-  apiGroup: rbac.authorization.k8s.io
-roleRef:
-  kind: Role
-  name: pod-reader
-  apiGroup: rbac.authorization.k8s.io
 ";
 
 #[test]
 fn describe_objects() {
     let s = Server::start();
     s.apply(NGINX_DEPLOYMENT);
-    s.apply(OBJECTS);
+    s.apply(&format!(
+        "{OBJECTS}---\n{SELECTOR_SERVICE}---\n{}---\n{}",
+        pod_reader_role(r#""list""#),
+        read_pods_binding("john")
+    ));
     let d = s.ok(&["describe", "deployment", "nginx-deployment"]);
     for line in [
         "Name:                   nginx-deployment\n",
@@ -170,36 +139,29 @@ fn api_resources_and_versions() {
             .collect::<Vec<_>>(),
         ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]
     );
-    assert_eq!(row(&all, "pods"), ["pods", "po", "v1", "true", "Pod"]);
-    assert_eq!(
-        row(&all, "deployments"),
-        ["deployments", "deploy", "apps/v1", "true", "Deployment"]
-    );
-    assert_eq!(
-        row(&all, "services"),
-        ["services", "svc", "v1", "true", "Service"]
-    );
-    assert_eq!(
-        row(&all, "configmaps"),
-        ["configmaps", "cm", "v1", "true", "ConfigMap"]
-    );
-    assert_eq!(
-        row(&all, "roles"),
-        ["roles", "rbac.authorization.k8s.io/v1", "true", "Role"]
-    );
     let cluster = s.ok(&["api-resources", "--namespaced=false"]);
-    assert_eq!(
-        row(&cluster, "namespaces"),
-        ["namespaces", "ns", "v1", "false", "Namespace"]
-    );
-    assert_eq!(
-        row(&cluster, "nodes"),
-        ["nodes", "no", "v1", "false", "Node"]
-    );
-    assert_eq!(
-        row(&cluster, "persistentvolumes"),
-        ["persistentvolumes", "pv", "v1", "false", "PersistentVolume"]
-    );
+    // Each row in full, found by its first column.
+    for (table, want) in [
+        (&all, &["pods", "po", "v1", "true", "Pod"][..]),
+        (
+            &all,
+            &["deployments", "deploy", "apps/v1", "true", "Deployment"],
+        ),
+        (&all, &["services", "svc", "v1", "true", "Service"]),
+        (&all, &["configmaps", "cm", "v1", "true", "ConfigMap"]),
+        (
+            &all,
+            &["roles", "rbac.authorization.k8s.io/v1", "true", "Role"],
+        ),
+        (&cluster, &["namespaces", "ns", "v1", "false", "Namespace"]),
+        (&cluster, &["nodes", "no", "v1", "false", "Node"]),
+        (
+            &cluster,
+            &["persistentvolumes", "pv", "v1", "false", "PersistentVolume"],
+        ),
+    ] {
+        assert_eq!(row(table, want[0]), want);
+    }
     assert!(!cluster.contains("\npods "), "{cluster}");
     let namespaced = s.ok(&["api-resources", "--namespaced=true"]);
     assert!(

@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::Server;
+use support::{Server, pod_reader_role, read_pods_binding};
 
 const STORAGE: &str = "apiVersion: v1
 kind: PersistentVolume
@@ -86,31 +86,6 @@ spec:
   podSelector: {}
 ";
 
-const RBAC: &str = "apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata:
-  namespace: default
-  name: pod-reader
-rules:
-- apiGroups: [\"\"]
-  resources: [\"pods\"]
-  verbs: [\"get\", \"watch\", \"list\"]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata:
-  name: read-pods
-  namespace: default
-subjects:
-- kind: User
-  name: jane
-  apiGroup: rbac.authorization.k8s.io
-roleRef:
-  kind: Role
-  name: pod-reader
-  apiGroup: rbac.authorization.k8s.io
-";
-
 #[test]
 fn persistent_volumes_and_claims() {
     let s = Server::start();
@@ -172,7 +147,11 @@ fn ingress_and_network_policies() {
 #[test]
 fn roles_and_bindings() {
     let s = Server::start();
-    s.apply(RBAC);
+    s.apply(&format!(
+        "{}---\n{}",
+        pod_reader_role(r#""get", "watch", "list""#),
+        read_pods_binding("jane")
+    ));
     assert!(s.ok(&["get", "roles"]).contains("pod-reader"));
     let rb = s.ok(&["get", "rolebinding", "-o", "wide"]);
     assert!(

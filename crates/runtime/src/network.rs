@@ -17,7 +17,13 @@ impl PodNetwork for LoopbackNetwork {
         _sandbox_id: &str,
         netns: &Path,
     ) -> Result<Vec<IpAddr>> {
-        crate::netns::in_netns(netns, loopback_up)?;
+        // One way to bring `lo` up for every pod network: rkube-net's rtnetlink request.
+        rkube_net::netlink::in_netns(netns, || {
+            rkube_net::netlink::set_link_up(rkube_net::netlink::LOOPBACK_INDEX)
+        })
+        .map_err(|e| {
+            rkube_cri::Error::Internal(format!("bringing up lo in {}: {e}", netns.display()))
+        })?;
         Ok(Vec::new())
     }
 
@@ -29,33 +35,4 @@ impl PodNetwork for LoopbackNetwork {
     ) -> Result<()> {
         Ok(())
     }
-}
-
-/// `ip link set lo up` with the SIOCGIFFLAGS/SIOCSIFFLAGS ioctls.
-pub(crate) fn loopback_up() -> std::io::Result<()> {
-    // SAFETY: a datagram socket and ifreq ioctls on a zeroed, NUL-terminated ifreq.
-    unsafe {
-        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if sock < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut req: libc::ifreq = std::mem::zeroed();
-        for (i, b) in b"lo\0".iter().enumerate() {
-            req.ifr_name[i] = *b as libc::c_char;
-        }
-        let mut rc = libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req);
-        if rc == 0 {
-            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-            rc = libc::ioctl(sock, libc::SIOCSIFFLAGS, &mut req);
-        }
-        let err = std::io::Error::last_os_error();
-        libc::close(sock);
-        if rc != 0 {
-            return Err(std::io::Error::new(
-                err.kind(),
-                format!("bringing up lo: {err}"),
-            ));
-        }
-    }
-    Ok(())
 }

@@ -258,8 +258,7 @@ async fn memory_limit_oom_kills(env: &mut Env) {
 }
 
 async fn exec_sync_runs_in_the_container(env: &mut Env) {
-    let (sid, scfg) = env.run_sandbox("execsync").await;
-    let id = env.run(&sid, &scfg, "c", &["sleep", "1000"]).await;
+    let (_, id) = env.run_sleeping("execsync").await;
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let r = env
         .runtime
@@ -312,15 +311,27 @@ async fn exec_sync_runs_in_the_container(env: &mut Env) {
     assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "1");
 }
 
-async fn exec_with_stdin(env: &mut Env) {
-    let (sid, scfg) = env.run_sandbox("execin").await;
-    let id = env.run(&sid, &scfg, "c", &["sleep", "1000"]).await;
-    let opts = StreamOptions {
+/// Streams for an interactive session (`kubectl exec -i`/`-it`): stdin and stdout, and
+/// stderr unless there is a terminal (a TTY merges it into stdout).
+fn interactive(tty: bool) -> StreamOptions {
+    StreamOptions {
         stdin: true,
         stdout: true,
-        stderr: true,
-        tty: false,
-    };
+        stderr: !tty,
+        tty,
+    }
+}
+
+/// Everything `r` yields until EOF.
+async fn read_all(mut r: rkube_cri::Reader) -> String {
+    let mut out = String::new();
+    r.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+async fn exec_with_stdin(env: &mut Env) {
+    let (_, id) = env.run_sleeping("execin").await;
+    let opts = interactive(false);
     let mut s = env
         .runtime
         .exec(&id, &["cat".to_string()], &opts)
@@ -329,26 +340,14 @@ async fn exec_with_stdin(env: &mut Env) {
     let mut stdin = s.stdin.take().unwrap();
     stdin.write_all(b"ping\n").await.unwrap();
     drop(stdin);
-    let mut out = String::new();
-    s.stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .await
-        .unwrap();
+    let out = read_all(s.stdout.take().unwrap()).await;
     assert_eq!(out, "ping\n");
     assert_eq!(s.exit.await.unwrap(), 0);
 }
 
 async fn exec_with_tty(env: &mut Env) {
-    let (sid, scfg) = env.run_sandbox("exectty").await;
-    let id = env.run(&sid, &scfg, "c", &["sleep", "1000"]).await;
-    let opts = StreamOptions {
-        stdin: true,
-        stdout: true,
-        stderr: false,
-        tty: true,
-    };
+    let (_, id) = env.run_sleeping("exectty").await;
+    let opts = interactive(true);
     let mut s = env
         .runtime
         .exec(&id, &["sh".to_string()], &opts)
@@ -389,21 +388,10 @@ async fn attach_to_stdin(env: &mut Env) {
     let mut cfg = container_config("c", &["sh", "-c", "echo ready; read line; echo got $line"]);
     cfg.stdin = true;
     let id = env.run_with(&sid, &scfg, cfg).await;
-    let opts = StreamOptions {
-        stdin: true,
-        stdout: true,
-        stderr: true,
-        tty: false,
-    };
+    let opts = interactive(false);
     let mut s = env.runtime.attach(&id, &opts).await.unwrap();
     s.stdin.as_mut().unwrap().write_all(b"x\n").await.unwrap();
-    let mut out = String::new();
-    s.stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .await
-        .unwrap();
+    let out = read_all(s.stdout.take().unwrap()).await;
     assert!(out.ends_with("got x\n"), "{out:?}");
     assert_eq!(s.exit.await.unwrap(), 0);
     let st = env.wait_exited(&id, T).await;
@@ -657,8 +645,7 @@ async fn remove_leaves_nothing(env: &mut Env) {
 }
 
 async fn dead_shim_makes_sandbox_not_ready(env: &mut Env) {
-    let (sid, scfg) = env.run_sandbox("deadshim").await;
-    let id = env.run(&sid, &scfg, "c", &["sleep", "1000"]).await;
+    let (sid, id) = env.run_sleeping("deadshim").await;
     let rec: serde_json::Value = serde_json::from_slice(
         &std::fs::read(env.root.join("sandboxes").join(&sid).join("sandbox.json")).unwrap(),
     )

@@ -16,6 +16,7 @@ use kube::runtime::watcher;
 use rkube_apiserver::authn::{Authenticator, UserInfo};
 use rkube_apiserver::local::LocalService;
 use rkube_apiserver::{ApiServer, Config};
+use rkube_scheduler::lean::LeanPod;
 use serde_json::json;
 
 const CONCURRENCY: usize = 32;
@@ -95,13 +96,15 @@ async fn measure(client: &kube::Client, ns: &str, n: usize, anti: bool) -> (f64,
         .expect("namespace");
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let (tx, rx) = tokio::sync::oneshot::channel::<Instant>();
-    let watch_pods = pods.clone();
+    // The observer decodes pods as the scheduler does, without managedFields: its own cost is
+    // not the scheduler's, and upstream's informers keep those as raw bytes.
+    let watch_pods: Api<LeanPod> = Api::namespaced(client.clone(), ns);
     let watching = tokio::spawn(async move {
         let mut bound = std::collections::HashSet::new();
         let mut stream = watcher(watch_pods, watcher::Config::default()).boxed();
         let mut tx = Some(tx);
         while let Some(Ok(ev)) = stream.next().await {
-            if let watcher::Event::Apply(p) | watcher::Event::InitApply(p) = ev
+            if let watcher::Event::Apply(LeanPod(p)) | watcher::Event::InitApply(LeanPod(p)) = ev
                 && p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()
             {
                 bound.insert(p.metadata.name.clone().unwrap_or_default());

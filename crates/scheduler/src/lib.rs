@@ -12,6 +12,7 @@
 
 pub mod cache;
 pub mod framework;
+pub mod lean;
 pub mod plugins;
 pub mod queue;
 pub mod schedule_one;
@@ -25,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event, EventSource, Namespace, Node, ObjectReference, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
@@ -34,6 +35,7 @@ use serde_json::json;
 
 use crate::cache::Cache;
 use crate::framework::{Framework, PodInfo, pod_key};
+use crate::lean::LeanPod;
 use crate::plugins::default_preemption::{self, Candidate};
 use crate::queue::SchedulingQueue;
 use crate::schedule_one::FitError;
@@ -283,7 +285,7 @@ impl Scheduler {
     }
 
     async fn watch_pods(self: Arc<Self>) {
-        let api: Api<Pod> = Api::all(self.client.clone());
+        let api: Api<LeanPod> = Api::all(self.client.clone());
         let mut seen: HashSet<String> = HashSet::new();
         let mut stream = watcher(api, watcher::Config::default()).boxed();
         while let Some(ev) = stream.next().await {
@@ -298,12 +300,12 @@ impl Scheduler {
             let now = Instant::now();
             match ev {
                 watcher::Event::Init => seen.clear(),
-                watcher::Event::InitApply(p) => {
+                watcher::Event::InitApply(LeanPod(p)) => {
                     seen.insert(pod_key(&p));
                     self.on_pod(p, now);
                 }
-                watcher::Event::Apply(p) => self.on_pod(p, now),
-                watcher::Event::Delete(p) => {
+                watcher::Event::Apply(LeanPod(p)) => self.on_pod(p, now),
+                watcher::Event::Delete(LeanPod(p)) => {
                     let key = pod_key(&p);
                     self.queue.delete(&key);
                     if self.cache.lock().unwrap().remove_pod(&key) {

@@ -4,6 +4,7 @@
 //! validation, admission and metadata bookkeeping in upstream's order and then write to the
 //! store with compare-and-swap on the revision the change was computed from.
 
+use bytes::Bytes;
 use rkube_core::meta;
 use rkube_core::status::ApiError;
 use rkube_store::Error as StoreError;
@@ -12,7 +13,7 @@ use serde_json::{Value, json};
 use super::body;
 use super::read::render_one;
 use super::{Ctx, load, now_rfc3339};
-use crate::response::{self, Response};
+use crate::response::{self, Accept, Response};
 use crate::strategy::{self, Allocation};
 use crate::{codec, conversion};
 
@@ -38,10 +39,29 @@ pub async fn create(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     } else if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("namespace");
     }
-    let obj = create_object(ctx, obj, FieldTracking::Track).await?;
-    let mut r = render_one(ctx, &obj);
+    let created = create_object(ctx, obj, FieldTracking::Track).await?;
+    Ok(render_created(ctx, created))
+}
+
+/// What a create stored.
+pub struct Created {
+    /// The object as it reads back.
+    pub object: Value,
+    /// Its stored bytes and revision, when the request's version shows them as stored (no
+    /// conversion between API groups) and it was not a dry run.
+    pub stored: Option<(Bytes, i64)>,
+}
+
+/// The 201 response to a create. A JSON response is the stored bytes with the
+/// resourceVersion spliced in, as reads and watches send it, rather than a second
+/// serialisation of the object.
+fn render_created(ctx: &Ctx<'_>, created: Created) -> Response {
+    let mut r = match (&created.stored, ctx.accept) {
+        (Some((bytes, rv)), Accept::Json) => response::json_bytes(201, codec::with_rv(bytes, *rv)),
+        _ => render_one(ctx, &created.object),
+    };
     *r.status_mut() = http::StatusCode::CREATED;
-    Ok(r)
+    r
 }
 
 /// Whether a write records its changed fields in managedFields as an `Update`, or keeps the
@@ -59,7 +79,7 @@ pub async fn create_object(
     ctx: &Ctx<'_>,
     mut obj: Value,
     tracking: FieldTracking,
-) -> Result<Value, ApiError> {
+) -> Result<Created, ApiError> {
     let dry_run = ctx.dry_run()?;
     let generate_name = meta::str_at(&obj, "generateName").to_string();
     // Upstream admits before generating the name, so admission errors show the prefix.
@@ -127,14 +147,20 @@ pub async fn create_object(
     let allocation = strat.allocate(&ctx.srv.allocators, &mut obj, None)?;
     if dry_run {
         allocation.release(&ctx.srv.allocators);
-        return Ok(obj);
+        return Ok(Created {
+            object: obj,
+            stored: None,
+        });
     }
     let bytes = conversion::encode(&ctx.rt, &mut obj);
-    match ctx.srv.store.create(&key, bytes).await {
+    match ctx.srv.store.create(&key, bytes.clone()).await {
         Ok(rev) => {
             let stored = codec::stored(obj, rev);
             strat.stored(ctx.srv, None, Some(&stored), None);
-            Ok(stored)
+            Ok(Created {
+                object: stored,
+                stored: (!conversion::converts(&ctx.rt)).then_some((bytes, rev)),
+            })
         }
         Err(e) => {
             allocation.release(&ctx.srv.allocators);
@@ -533,9 +559,7 @@ pub async fn patch(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
             meta::set_str(&mut obj, "name", ctx.name());
             let obj = ctx.srv.apply_to_new(&ctx.rt, obj, &ctx.field_manager())?;
             let created = create_object(ctx, obj, FieldTracking::Keep).await?;
-            let mut r = render_one(ctx, &created);
-            *r.status_mut() = http::StatusCode::CREATED;
-            return Ok(r);
+            return Ok(render_created(ctx, created));
         };
         let tracking = if is_apply {
             FieldTracking::Keep

@@ -466,20 +466,15 @@ impl PodWorker {
                     .collect(),
             );
         }
-        let envs = match super::deps::container_env(&self.shared, &pod_with_ips, spec).await {
-            Ok(e) => e,
-            Err(msg) => {
-                rec.pod_event(pod, fp.clone(), WARNING, "Failed", format!("Error: {msg}"));
-                self.waiting.insert(
-                    spec.name.clone(),
-                    ("CreateContainerConfigError".into(), msg),
-                );
-                return false;
-            }
-        };
+        // Environment and mounts: either failing is the container's configuration error.
         let volumes = self.volumes.clone().unwrap_or_default();
-        let mut mounts = match super::deps::container_mounts(pod, spec, &volumes, &envs) {
-            Ok(m) => m,
+        let config = super::deps::container_env(&self.shared, &pod_with_ips, spec)
+            .await
+            .and_then(|envs| {
+                super::deps::container_mounts(pod, spec, &volumes, &envs).map(|m| (envs, m))
+            });
+        let (envs, mut mounts) = match config {
+            Ok(c) => c,
             Err(msg) => {
                 rec.pod_event(pod, fp.clone(), WARNING, "Failed", format!("Error: {msg}"));
                 self.waiting.insert(

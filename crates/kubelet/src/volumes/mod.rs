@@ -253,7 +253,7 @@ impl VolumeManager {
                 "Memory" => Some(
                     e.size_limit
                         .as_ref()
-                        .and_then(|q| crate::qos::value(&q.0))
+                        .and_then(|q| rkube_core::quantity::value(&q.0).ok())
                         .unwrap_or(0) as u64,
                 ),
                 other => return Err(err(format!("emptyDir medium {other:?} is not supported"))),

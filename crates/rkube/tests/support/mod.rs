@@ -425,6 +425,75 @@ spec:
         - containerPort: 80
 ";
 
+/// The seeds' DaemonSet `kplabs-daemonset`: an nginx pod on every node, label tier=all-pods.
+pub const SEED_DAEMONSET: &str = "apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: kplabs-daemonset
+spec:
+  selector:
+    matchLabels:
+      tier: all-pods
+  template:
+    metadata:
+      labels:
+        tier: all-pods
+    spec:
+      containers:
+      - name: pods
+        image: nginx
+";
+
+/// The seeds' Service `kplabs-service-selector` selecting app=nginx.
+pub const SELECTOR_SERVICE: &str = "apiVersion: v1
+kind: Service
+metadata:
+  name: kplabs-service-selector
+spec:
+  selector:
+    app: nginx
+  ports:
+  - port: 8080
+    targetPort: 80
+";
+
+/// The seeds' Role `pod-reader` (namespace default) on pods with `verbs`, a YAML flow list
+/// body such as `"get", "list"`.
+pub fn pod_reader_role(verbs: &str) -> String {
+    format!(
+        "apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  namespace: default
+  name: pod-reader
+rules:
+- apiGroups: [\"\"]
+  resources: [\"pods\"]
+  verbs: [{verbs}]
+"
+    )
+}
+
+/// The seeds' RoleBinding `read-pods` of Role `pod-reader` to the user `user`.
+pub fn read_pods_binding(user: &str) -> String {
+    format!(
+        "apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: read-pods
+  namespace: default
+subjects:
+- kind: User
+  name: {user}
+  apiGroup: rbac.authorization.k8s.io
+roleRef:
+  kind: Role
+  name: pod-reader
+  apiGroup: rbac.authorization.k8s.io
+"
+    )
+}
+
 /// Simulated nodes `sim-0 …` (`rkube agent --simulate`) joined to a server; stopped on drop.
 pub struct Agent(Option<Child>);
 

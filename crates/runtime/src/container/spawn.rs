@@ -356,20 +356,7 @@ fn container_child(
     {
         return e;
     }
-    let p = Process {
-        args: &spec.args,
-        env: &spec.env,
-        cwd: spec
-            .config
-            .working_dir
-            .as_deref()
-            .filter(|w| !w.is_empty())
-            .unwrap_or(&spec.cwd),
-        image_user: &spec.image_user,
-        sec: &spec.config.security,
-        caps: &spec.capabilities,
-    };
-    finish_and_exec(&p)
+    finish_and_exec(&Process::of(spec, &spec.args, &spec.env))
 }
 
 /// New session, controlling terminal, stdio on 0/1/2, every other fd close-on-exec.
@@ -413,6 +400,26 @@ pub(crate) struct Process<'a> {
     pub image_user: &'a str,
     pub sec: &'a SecurityContext,
     pub caps: &'a [u32],
+}
+
+impl<'a> Process<'a> {
+    /// `args` with `env`, run in `spec`'s container as its main process or an exec is: the
+    /// container's working directory (else the image's), user and security settings.
+    fn of(spec: &'a ContainerSpec, args: &'a [String], env: &'a [String]) -> Self {
+        Process {
+            args,
+            env,
+            cwd: spec
+                .config
+                .working_dir
+                .as_deref()
+                .filter(|w| !w.is_empty())
+                .unwrap_or(&spec.cwd),
+            image_user: &spec.image_user,
+            sec: &spec.config.security,
+            caps: &spec.capabilities,
+        }
+    }
 }
 
 /// User, capabilities, no_new_privs, working directory, exec. Returns only on failure,
@@ -571,20 +578,7 @@ pub(crate) fn spawn_exec(
             set_oom_score_adj(spec.config.resources.oom_score_adj);
             nix::sched::setns(&mnt, nix::sched::CloneFlags::CLONE_NEWNS)
                 .map_err(|e| format!("joining the container's mount namespace: {e}"))?;
-            let p = Process {
-                args,
-                env: &env,
-                cwd: spec
-                    .config
-                    .working_dir
-                    .as_deref()
-                    .filter(|w| !w.is_empty())
-                    .unwrap_or(&spec.cwd),
-                image_user: &spec.image_user,
-                sec: &spec.config.security,
-                caps: &spec.capabilities,
-            };
-            Err::<(), String>(finish_and_exec(&p))
+            Err::<(), String>(finish_and_exec(&Process::of(spec, args, &env)))
         })()
         .unwrap_err();
         report_and_exit(&err_w, &err);

@@ -142,6 +142,14 @@ impl Env {
         (id, cfg)
     }
 
+    /// A sandbox `name` with one container `c` sleeping (for exec and stop tests); returns
+    /// the sandbox and container ids.
+    pub async fn run_sleeping(&self, name: &str) -> (String, String) {
+        let (sid, scfg) = self.run_sandbox(name).await;
+        let id = self.run(&sid, &scfg, "c", &["sleep", "1000"]).await;
+        (sid, id)
+    }
+
     /// Creates and starts a container running `cmd`.
     pub async fn run(
         &self,
