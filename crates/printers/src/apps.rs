@@ -74,15 +74,20 @@ const DEPLOYMENT: &[Column] = &[
     SELECTOR,
 ];
 
+/// The READY cell of Deployments and StatefulSets: `ready/desired` replicas, e.g. `3/4`.
+fn ready_of_desired(obj: &Value) -> Value {
+    Value::from(format!(
+        "{}/{}",
+        int_at(obj, "/status/readyReplicas"),
+        int_at(obj, "/spec/replicas")
+    ))
+}
+
 fn deployment(obj: &Value, now: Timestamp) -> Vec<Value> {
     let [containers, images] = containers_and_images(obj, TEMPLATE);
     vec![
         name(obj),
-        Value::from(format!(
-            "{}/{}",
-            int_at(obj, "/status/readyReplicas"),
-            int_at(obj, "/spec/replicas")
-        )),
+        ready_of_desired(obj),
         Value::from(int_at(obj, "/status/updatedReplicas")),
         Value::from(int_at(obj, "/status/availableReplicas")),
         age(obj, now),
@@ -209,11 +214,7 @@ fn stateful_set(obj: &Value, now: Timestamp) -> Vec<Value> {
     let [containers, images] = containers_and_images(obj, TEMPLATE);
     vec![
         name(obj),
-        Value::from(format!(
-            "{}/{}",
-            int_at(obj, "/status/readyReplicas"),
-            int_at(obj, "/spec/replicas")
-        )),
+        ready_of_desired(obj),
         age(obj, now),
         containers,
         images,

@@ -35,13 +35,7 @@ fn web_with_budget(s: &Server, min_available: &str) {
         &format!("--min-available={min_available}"),
     ]);
     assert!(eventually(Duration::from_secs(30), || {
-        s.ok(&[
-            "get",
-            "deploy",
-            "web",
-            "-o",
-            "jsonpath={.status.availableReplicas}",
-        ]) == "3"
+        s.jsonpath(&["deploy", "web"], "{.status.availableReplicas}") == "3"
     }));
 }
 
@@ -51,13 +45,7 @@ fn drain_evicts_within_the_disruption_budget() {
     let _agent = Agent::start(&s, 2);
     web_with_budget(&s, "2");
     assert!(eventually(Duration::from_secs(20), || {
-        s.ok(&[
-            "get",
-            "pdb",
-            "web-pdb",
-            "-o",
-            "jsonpath={.status.disruptionsAllowed}",
-        ]) == "1"
+        s.jsonpath(&["pdb", "web-pdb"], "{.status.disruptionsAllowed}") == "1"
     }));
     let out = s.ok(&["drain", "sim-0", "--ignore-daemonsets", "--timeout=60s"]);
     assert!(
@@ -80,13 +68,7 @@ fn drain_stops_at_a_budget_that_allows_no_disruption() {
     let _agent = Agent::start(&s, 1);
     web_with_budget(&s, "3");
     assert!(eventually(Duration::from_secs(20), || {
-        s.ok(&[
-            "get",
-            "pdb",
-            "web-pdb",
-            "-o",
-            "jsonpath={.status.currentHealthy}",
-        ]) == "3"
+        s.jsonpath(&["pdb", "web-pdb"], "{.status.currentHealthy}") == "3"
     }));
     let table = s.ok(&["get", "pdb"]);
     assert!(

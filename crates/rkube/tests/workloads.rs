@@ -34,20 +34,27 @@ fn pod_names(s: &Server, selector: &str) -> Vec<String> {
         .collect()
 }
 
+/// Waits for the nginx Deployment's rollout to finish (`kubectl rollout status`); its output.
+fn rollout_done(s: &Server) -> String {
+    s.ok(&[
+        "rollout",
+        "status",
+        "deployment/nginx-deployment",
+        "--timeout=60s",
+    ])
+}
+
+/// `kubectl rollout history` of the nginx Deployment.
+fn history(s: &Server) -> String {
+    s.ok(&["rollout", "history", "deployment/nginx-deployment"])
+}
+
 #[test]
 fn replicaset_keeps_four_pods_and_replaces_a_deleted_one() {
     let s = Server::start();
     let _agent = Agent::start(&s, 2);
     s.apply(REPLICASET);
-    let ready = || {
-        s.ok(&[
-            "get",
-            "rs",
-            "replicaset",
-            "-o",
-            "jsonpath={.status.readyReplicas}",
-        ]) == "4"
-    };
+    let ready = || s.jsonpath(&["rs", "replicaset"], "{.status.readyReplicas}") == "4";
     assert!(
         eventually(Duration::from_secs(30), ready),
         "{}",
@@ -79,12 +86,7 @@ fn deployment_rollout_history_and_undo() {
         s.apply(NGINX_DEPLOYMENT),
         "deployment.apps/nginx-deployment created\n"
     );
-    let status = s.ok(&[
-        "rollout",
-        "status",
-        "deployment/nginx-deployment",
-        "--timeout=60s",
-    ]);
+    let status = rollout_done(&s);
     assert!(
         status.ends_with("deployment \"nginx-deployment\" successfully rolled out\n"),
         "{status}"
@@ -107,13 +109,10 @@ fn deployment_rollout_history_and_undo() {
 
     s.ok(&["scale", "deployment/nginx-deployment", "--replicas=10"]);
     assert!(eventually(Duration::from_secs(60), || {
-        s.ok(&[
-            "get",
-            "deploy",
-            "nginx-deployment",
-            "-o",
-            "jsonpath={.status.availableReplicas}",
-        ]) == "10"
+        s.jsonpath(
+            &["deploy", "nginx-deployment"],
+            "{.status.availableReplicas}",
+        ) == "10"
     }));
 
     s.ok(&[
@@ -122,15 +121,9 @@ fn deployment_rollout_history_and_undo() {
         "deployment/nginx-deployment",
         "nginx=nginx:1.16.1",
     ]);
-    s.ok(&[
-        "rollout",
-        "status",
-        "deployment/nginx-deployment",
-        "--timeout=60s",
-    ]);
-    let history = s.ok(&["rollout", "history", "deployment/nginx-deployment"]);
+    rollout_done(&s);
     assert_eq!(
-        history,
+        history(&s),
         "deployment.apps/nginx-deployment \nREVISION  CHANGE-CAUSE\n1         <none>\n2         <none>\n\n"
     );
     let rev1 = s.ok(&[
@@ -152,24 +145,15 @@ fn deployment_rollout_history_and_undo() {
         "deployment/nginx-deployment",
         "--to-revision=1",
     ]);
-    s.ok(&[
-        "rollout",
-        "status",
-        "deployment/nginx-deployment",
-        "--timeout=60s",
-    ]);
-    let history = s.ok(&["rollout", "history", "deployment/nginx-deployment"]);
+    rollout_done(&s);
     assert_eq!(
-        history,
+        history(&s),
         "deployment.apps/nginx-deployment \nREVISION  CHANGE-CAUSE\n2         <none>\n3         <none>\n\n"
     );
-    let image = s.ok(&[
-        "get",
-        "deploy",
-        "nginx-deployment",
-        "-o",
-        "jsonpath={.spec.template.spec.containers[0].image}",
-    ]);
+    let image = s.jsonpath(
+        &["deploy", "nginx-deployment"],
+        "{.spec.template.spec.containers[0].image}",
+    );
     assert_eq!(image, "nginx:1.14.2");
     let describe = s.ok(&["describe", "deployment", "nginx-deployment"]);
     assert!(describe.contains("ScalingReplicaSet"), "{describe}");
@@ -196,15 +180,7 @@ fn controllers_run_apart_from_the_server() {
         .expect("start rkube scheduler");
     let _agent = Agent::start(&s, 1);
     s.apply(REPLICASET);
-    let ready = || {
-        s.ok(&[
-            "get",
-            "rs",
-            "replicaset",
-            "-o",
-            "jsonpath={.status.readyReplicas}",
-        ]) == "4"
-    };
+    let ready = || s.jsonpath(&["rs", "replicaset"], "{.status.readyReplicas}") == "4";
     assert!(eventually(Duration::from_secs(30), ready));
     assert_eq!(pod_names(&s, "tier=distinctlabel").len(), 4);
     assert!(

@@ -127,40 +127,32 @@ async fn echo_logs_and_completes(env: &mut Env) {
 }
 
 async fn exit_code_error(env: &mut Env) {
-    let (sid, scfg) = env.run_sandbox("exit").await;
-    let id = env
-        .run(&sid, &scfg, "c", &["sh", "-c", "echo oops >&2; exit 3"])
+    let st = env
+        .run_to_exit("exit", &["sh", "-c", "echo oops >&2; exit 3"], T)
         .await;
-    let st = env.wait_exited(&id, T).await;
     assert_eq!((st.exit_code, st.reason.as_str()), (3, "Error"));
     assert_eq!(log_lines(&st.log_path), vec!["stderr F oops"]);
 }
 
 async fn hostname_is_the_sandbox_hostname(env: &mut Env) {
-    let (sid, scfg) = env.run_sandbox("myhost").await;
-    let id = env
-        .run(
-            &sid,
-            &scfg,
-            "c",
+    let st = env
+        .run_to_exit(
+            "myhost",
             &["sh", "-c", "hostname; cat /etc/hostname; echo $HOSTNAME"],
+            T,
         )
         .await;
-    let st = env.wait_exited(&id, T).await;
     assert_eq!(log_lines(&st.log_path), vec!["stdout F myhost"; 3]);
 }
 
 async fn ps_sees_only_the_container(env: &mut Env) {
-    let (sid, scfg) = env.run_sandbox("ps").await;
-    let id = env
-        .run(
-            &sid,
-            &scfg,
-            "c",
+    let st = env
+        .run_to_exit(
+            "ps",
             &["sh", "-c", "sleep 100 & sleep 0.2; ps -o pid,comm; true"],
+            T,
         )
         .await;
-    let st = env.wait_exited(&id, T).await;
     let lines = log_lines(&st.log_path);
     let procs: Vec<&String> = lines.iter().skip(1).collect();
     assert!(procs.len() == 3, "expected sh, sleep and ps: {lines:?}");

@@ -150,6 +150,19 @@ impl Env {
         (sid, id)
     }
 
+    /// A sandbox `name` with one container `c` running `cmd`, once that has exited (within
+    /// `timeout`).
+    pub async fn run_to_exit(
+        &self,
+        name: &str,
+        cmd: &[&str],
+        timeout: Duration,
+    ) -> ContainerStatus {
+        let (sid, scfg) = self.run_sandbox(name).await;
+        let id = self.run(&sid, &scfg, "c", cmd).await;
+        self.wait_exited(&id, timeout).await
+    }
+
     /// Creates and starts a container running `cmd`.
     pub async fn run(
         &self,
