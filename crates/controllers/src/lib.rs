@@ -9,8 +9,9 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
-pub mod events;
 pub mod garbagecollector;
+/// The event recorder, shared with the scheduler (crate `rkube-events`).
+pub use rkube_events as events;
 pub mod job;
 pub mod namespace;
 pub mod nodeipam;

@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use rkube_apiserver::authn::{Authenticator, UserInfo};
@@ -156,6 +156,21 @@ fn main() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let (rate, secs) = measure(&client, "basic", pods, false).await;
         println!("SchedulingBasic: {nodes} nodes, {pods} pods: {secs:.2} s, {rate:.0} pods/s");
+        // Events are queued for one writer and dropped past 1,000 queued, as upstream's
+        // broadcaster does: say how many of the `Scheduled` events made it.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let events: Api<Event> = Api::namespaced(client.clone(), "basic");
+        let written = events
+            .list(&Default::default())
+            .await
+            .map(|l| {
+                l.items
+                    .iter()
+                    .filter(|e| e.reason.as_deref() == Some("Scheduled"))
+                    .count()
+            })
+            .unwrap_or(0);
+        println!("  Scheduled events written: {written} of {pods}");
         if anti_pods > 0 {
             let (rate, secs) = measure(&client, "anti", anti_pods, true).await;
             println!(

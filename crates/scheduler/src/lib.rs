@@ -25,12 +25,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Event, EventSource, Namespace, Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, ObjectReference, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
+use rkube_events::Recorder;
 use serde_json::json;
 
 use crate::cache::Cache;
@@ -71,11 +71,14 @@ pub struct Scheduler {
     pods_synced: AtomicBool,
     /// PodDisruptionBudgets by `namespace/name`.
     pdbs: Mutex<HashMap<String, Arc<PodDisruptionBudget>>>,
+    /// Scheduled and FailedScheduling events, as `default-scheduler`.
+    events: Recorder,
 }
 
 /// Runs the scheduler until the process ends.
 pub async fn run(client: Client) {
     let s = Arc::new(Scheduler {
+        events: Recorder::new(client.clone(), DEFAULT_SCHEDULER_NAME),
         client,
         framework: plugins::default_framework(),
         cache: Mutex::new(Cache::new()),
@@ -464,8 +467,8 @@ impl Scheduler {
                     &format!("Preempted by pod {uid} on node {node}"),
                     "Normal",
                     "Preempting",
-                )
-                .await
+                );
+                Ok::<(), Error>(())
             }
             .await;
             if let Err(e) = r {
@@ -484,7 +487,7 @@ impl Scheduler {
     }
 
     /// `POST pods/NAME/binding`.
-    async fn bind(&self, pod: &Arc<Pod>, node: &str) -> Result<(), Error> {
+    async fn bind(&self, pod: &Pod, node: &str) -> Result<(), Error> {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let name = pod.metadata.name.as_deref().unwrap_or("");
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
@@ -504,16 +507,9 @@ impl Scheduler {
             .await
         {
             Ok(_) => {
-                // Upstream's `Scheduled` event, off the binding path.
-                let (client, pod, message) = (
-                    self.client.clone(),
-                    pod.clone(),
-                    format!("Successfully assigned {ns}/{name} to {node}"),
-                );
-                tokio::spawn(async move {
-                    let _ = create_event(&client, &pod, "Scheduled", &message, "Normal", "Binding")
-                        .await;
-                });
+                // Upstream's `Scheduled` event, queued for the recorder's writer.
+                let message = format!("Successfully assigned {ns}/{name} to {node}");
+                self.record_event(pod, "Scheduled", &message, "Normal", "Binding");
                 Ok(())
             }
             // Gone: nothing left to schedule.
@@ -561,16 +557,22 @@ impl Scheduler {
         }
     }
 
-    /// Records an event about `pod`.
-    async fn record_event(
-        &self,
-        pod: &Pod,
-        reason: &str,
-        message: &str,
-        type_: &str,
-        action: &str,
-    ) -> Result<(), Error> {
-        create_event(&self.client, pod, reason, message, type_, action).await
+    /// Records an event about `pod` (queued: never waits for the API).
+    fn record_event(&self, pod: &Pod, reason: &str, message: &str, type_: &str, action: &str) {
+        let object = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            namespace: pod.metadata.namespace.clone(),
+            name: pod.metadata.name.clone(),
+            uid: pod.metadata.uid.clone(),
+            resource_version: pod.metadata.resource_version.clone(),
+            ..Default::default()
+        };
+        let mut event = self
+            .events
+            .event(&object, type_, reason, message, jiff::Timestamp::now());
+        event.action = Some(action.into());
+        self.events.emit(event);
     }
 
     /// The `FailedScheduling` event and the `PodScheduled=False` condition (with the node a
@@ -581,8 +583,7 @@ impl Scheduler {
         message: &str,
         nominated: Option<String>,
     ) -> Result<(), Error> {
-        self.record_event(pod, "FailedScheduling", message, "Warning", "Scheduling")
-            .await?;
+        self.record_event(pod, "FailedScheduling", message, "Warning", "Scheduling");
         let status = pod.status.as_ref();
         let current = status
             .and_then(|s| s.conditions.as_ref())
@@ -610,59 +611,4 @@ fn now_rfc3339() -> String {
     jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
-}
-
-/// Creates one Event about `pod` as the default scheduler.
-async fn create_event(
-    client: &Client,
-    pod: &Pod,
-    reason: &str,
-    message: &str,
-    type_: &str,
-    action: &str,
-) -> Result<(), Error> {
-    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let name = pod.metadata.name.as_deref().unwrap_or("");
-    let now = jiff::Timestamp::now();
-    // Built typed, not through a JSON value: one of these goes out per scheduled pod.
-    let event = Event {
-        metadata: ObjectMeta {
-            name: Some(format!("{name}.{:x}", now.as_nanosecond())),
-            namespace: Some(ns.to_string()),
-            ..Default::default()
-        },
-        involved_object: ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            namespace: Some(ns.to_string()),
-            name: Some(name.to_string()),
-            uid: pod.metadata.uid.clone(),
-            resource_version: pod.metadata.resource_version.clone(),
-            ..Default::default()
-        },
-        reason: Some(reason.to_string()),
-        message: Some(message.to_string()),
-        type_: Some(type_.to_string()),
-        action: Some(action.to_string()),
-        source: Some(EventSource {
-            component: Some(DEFAULT_SCHEDULER_NAME.into()),
-            ..Default::default()
-        }),
-        reporting_component: Some(DEFAULT_SCHEDULER_NAME.into()),
-        reporting_instance: Some(DEFAULT_SCHEDULER_NAME.into()),
-        first_timestamp: Some(Time(now)),
-        last_timestamp: Some(Time(now)),
-        count: Some(1),
-        ..Default::default()
-    };
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    events
-        .create(&PostParams::default(), &event)
-        .await
-        .map(|_| ())
-        .map_err(|source| Error::Api {
-            what: "recording an event for",
-            pod: pod_key(pod),
-            source,
-        })
 }

@@ -1,5 +1,5 @@
-//! Recording events (`core/v1` Event) on behalf of a controller, as upstream's event recorder
-//! does: what `kubectl describe` shows under "Events".
+//! Recording events (`core/v1` Event) on behalf of a component (the controllers, the
+//! scheduler), as upstream's event recorder does: what `kubectl describe` shows under "Events".
 //!
 //! Every event goes through a [`Correlator`] first, upstream's `EventCorrelator`:
 //! - an event seen before (same source, involved object, type, reason and message) patches
@@ -386,7 +386,12 @@ impl Recorder {
     /// Records a `Normal` (or `Warning`) event about `object`. Failures are logged, never
     /// returned: an event is never worth failing a reconcile for.
     pub async fn record(&self, object: &ObjectReference, type_: &str, reason: &str, message: &str) {
-        let event = self.event(object, type_, reason, message, jiff::Timestamp::now());
+        self.emit(self.event(object, type_, reason, message, jiff::Timestamp::now()));
+    }
+
+    /// Queues an event made by [`Recorder::event`] (and perhaps completed, e.g. with an
+    /// `action`) for the writer; never waits.
+    pub fn emit(&self, event: Event) {
         let queue = self.queue.get_or_init(|| {
             let (tx, mut rx) = tokio::sync::mpsc::channel(MAX_QUEUED_EVENTS);
             let writer = self.clone();
