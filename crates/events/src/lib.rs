@@ -332,6 +332,8 @@ const MAX_QUEUED_EVENTS: usize = 1000;
 pub struct Recorder {
     client: Client,
     component: String,
+    /// The node a kubelet records from (`source.host`, `reportingInstance`).
+    host: Option<String>,
     correlator: Arc<Mutex<Correlator>>,
     /// The writer's queue, started with the first event (a recorder may be made outside a
     /// runtime).
@@ -344,8 +346,18 @@ impl Recorder {
         Recorder {
             client,
             component: component.into(),
+            host: None,
             correlator: Arc::default(),
             queue: Arc::default(),
+        }
+    }
+
+    /// A recorder for `component` running on node `host` (the kubelet's events name the node
+    /// in `source.host` and `reportingInstance`).
+    pub fn on_node(client: Client, component: &str, host: &str) -> Self {
+        Recorder {
+            host: Some(host.into()),
+            ..Recorder::new(client, component)
         }
     }
 
@@ -375,10 +387,10 @@ impl Recorder {
             last_timestamp: Some(at),
             source: Some(EventSource {
                 component: Some(self.component.clone()),
-                host: None,
+                host: self.host.clone(),
             }),
             reporting_component: Some(self.component.clone()),
-            reporting_instance: Some(self.component.clone()),
+            reporting_instance: Some(self.host.clone().unwrap_or_else(|| self.component.clone())),
             ..Default::default()
         }
     }

@@ -1,14 +1,13 @@
 //! Events about pods, as upstream's kubelet records them (`source.component: kubelet`,
-//! `source.host: <node>`), with count aggregation for repeats (`BackOff (x7 over 4m)`).
+//! `source.host: <node>`), written through the recorder every component shares
+//! (`rkube-events`: repeats counted as `BackOff (x7 over 4m)`, similar events combined, spam
+//! limited).
 //!
-//! Recording never blocks a pod worker: events go through a channel to one writer task.
+//! Recording never blocks a pod worker: events go through a channel (which tests read
+//! directly) to one writer task.
 
-use std::collections::HashMap;
-
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use serde_json::json;
 use tokio::sync::mpsc;
 
 /// `type: Normal`.
@@ -96,75 +95,25 @@ pub fn container_field_path(pod: &Pod, container: &str) -> String {
     }
 }
 
-fn now_seconds() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
-
-/// (namespace, uid, fieldPath, reason, message) of an event, for count aggregation.
-type EventKey = (String, String, Option<String>, String, String);
-
+/// Hands each recorded event to the shared recorder, as node `node`.
 async fn write_events(
     client: Client,
     node: String,
     mut rx: mpsc::UnboundedReceiver<RecordedEvent>,
 ) {
-    // (namespace, uid, fieldPath, reason, message) → (event name, count, first timestamp).
-    let mut seen: HashMap<EventKey, (String, i32)> = HashMap::new();
+    let recorder = rkube_events::Recorder::on_node(client, "kubelet", &node);
     while let Some(ev) = rx.recv().await {
-        let api: Api<Event> = Api::namespaced(client.clone(), &ev.namespace);
-        let key = (
-            ev.namespace.clone(),
-            ev.uid.clone(),
-            ev.field_path.clone(),
-            ev.reason.clone(),
-            ev.message.clone(),
-        );
-        let now = now_seconds();
-        if let Some((name, count)) = seen.get_mut(&key) {
-            *count += 1;
-            let patch = json!({"count": *count, "lastTimestamp": now});
-            if api
-                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .is_ok()
-            {
-                continue;
-            }
-            // The event expired (TTL) or was deleted: write a fresh one below.
-            seen.remove(&key);
-        }
-        let nanos = jiff::Timestamp::now().as_nanosecond();
-        let name = format!("{}.{:x}", ev.name, nanos);
-        let mut involved = json!({
-            "apiVersion": "v1", "kind": "Pod", "namespace": ev.namespace,
-            "name": ev.name, "uid": ev.uid,
-        });
-        if let Some(fp) = &ev.field_path {
-            involved["fieldPath"] = json!(fp);
-        }
-        let body = json!({
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": name, "namespace": ev.namespace},
-            "involvedObject": involved,
-            "reason": ev.reason, "message": ev.message, "type": ev.type_,
-            "source": {"component": "kubelet", "host": node},
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-            "eventTime": null,
-            "reportingComponent": "kubelet", "reportingInstance": node,
-        });
-        match serde_json::from_value::<Event>(body) {
-            Ok(event) => match api.create(&PostParams::default(), &event).await {
-                Ok(_) => {
-                    if seen.len() > 4096 {
-                        seen.clear();
-                    }
-                    seen.insert(key, (name, 1));
-                }
-                Err(e) => tracing::debug!(error = %e, reason = %ev.reason, "event not recorded"),
-            },
-            Err(e) => tracing::warn!(error = %e, "event not built"),
-        }
+        let object = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            namespace: Some(ev.namespace),
+            name: Some(ev.name),
+            uid: Some(ev.uid),
+            field_path: ev.field_path,
+            ..Default::default()
+        };
+        recorder
+            .record(&object, &ev.type_, &ev.reason, &ev.message)
+            .await;
     }
 }
