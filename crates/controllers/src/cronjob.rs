@@ -17,7 +17,6 @@ use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
@@ -368,18 +367,6 @@ fn error_policy(_cj: Arc<CronJob>, err: &Error, _ctx: Arc<Ctx>) -> Action {
     Action::requeue(Duration::from_secs(2))
 }
 
-fn object_ref(cj: &CronJob) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("batch/v1".into()),
-        kind: Some("CronJob".into()),
-        name: cj.metadata.name.clone(),
-        namespace: cj.metadata.namespace.clone(),
-        uid: cj.metadata.uid.clone(),
-        resource_version: cj.metadata.resource_version.clone(),
-        ..Default::default()
-    }
-}
-
 fn job_ref(job: &Job) -> Value {
     json!({"apiVersion": "batch/v1", "kind": "Job", "name": job.name_any(),
            "namespace": job.namespace(), "uid": job.uid(),
@@ -452,7 +439,7 @@ impl Sync<'_> {
     async fn event(&self, type_: &str, reason: &str, message: &str) {
         self.ctx
             .recorder
-            .record(&object_ref(self.cj), type_, reason, message)
+            .record(&crate::events::reference(self.cj), type_, reason, message)
             .await;
     }
 

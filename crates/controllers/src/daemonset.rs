@@ -19,7 +19,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -668,7 +668,7 @@ fn group_by_node(
 }
 
 async fn execute(ctx: &Ctx, sync: &Sync<'_>, api: &Api<Pod>, plan: &Plan) -> Result<(), Error> {
-    let reference = object_ref(sync.ds);
+    let reference = crate::events::reference(sync.ds);
     let pp = &PostParams::default();
     let mut creates = Vec::new();
     for node in &plan.create {
@@ -697,18 +697,6 @@ async fn execute(ctx: &Ctx, sync: &Sync<'_>, api: &Api<Pod>, plan: &Plan) -> Res
         }
     }
     Ok(())
-}
-
-fn object_ref(ds: &DaemonSet) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("apps/v1".into()),
-        kind: Some("DaemonSet".into()),
-        name: ds.metadata.name.clone(),
-        namespace: ds.metadata.namespace.clone(),
-        uid: ds.metadata.uid.clone(),
-        resource_version: ds.metadata.resource_version.clone(),
-        ..Default::default()
-    }
 }
 
 /// Counts as upstream: over nodes that should run a pod, the oldest active pod there.

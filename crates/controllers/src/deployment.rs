@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, ReplicaSet};
-use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -132,18 +131,6 @@ fn resolve(v: Option<&IntOrString>, replicas: i32, round_up: bool, default: &str
     }
 }
 
-fn object_ref(d: &Deployment) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("apps/v1".into()),
-        kind: Some("Deployment".into()),
-        name: d.metadata.name.clone(),
-        namespace: d.metadata.namespace.clone(),
-        uid: d.metadata.uid.clone(),
-        resource_version: d.metadata.resource_version.clone(),
-        ..Default::default()
-    }
-}
-
 async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if d.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
@@ -249,7 +236,12 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                     created.name_any()
                 );
                 ctx.recorder
-                    .record(&object_ref(&d), "Normal", "ScalingReplicaSet", &msg)
+                    .record(
+                        &crate::events::reference(d.as_ref()),
+                        "Normal",
+                        "ScalingReplicaSet",
+                        &msg,
+                    )
                     .await;
             }
             created
@@ -471,7 +463,12 @@ async fn scale(
         rs.name_any()
     );
     ctx.recorder
-        .record(&object_ref(d), "Normal", "ScalingReplicaSet", &msg)
+        .record(
+            &crate::events::reference(d),
+            "Normal",
+            "ScalingReplicaSet",
+            &msg,
+        )
         .await;
     Ok(())
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{Job, PodFailurePolicy, SuccessPolicy};
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
@@ -617,18 +617,6 @@ fn error_policy(_job: Arc<Job>, err: &Error, _ctx: Arc<Ctx>) -> Action {
     Action::requeue(Duration::from_secs(2))
 }
 
-fn object_ref(job: &Job) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("batch/v1".into()),
-        kind: Some("Job".into()),
-        name: job.metadata.name.clone(),
-        namespace: job.metadata.namespace.clone(),
-        uid: job.metadata.uid.clone(),
-        resource_version: job.metadata.resource_version.clone(),
-        ..Default::default()
-    }
-}
-
 fn rfc3339(t: jiff::Timestamp) -> String {
     t.round(jiff::Unit::Second)
         .unwrap_or(t)
@@ -798,7 +786,7 @@ impl Sync<'_> {
     async fn event(&self, type_: &str, reason: &str, message: &str) {
         self.ctx
             .recorder
-            .record(&object_ref(self.job), type_, reason, message)
+            .record(&crate::events::reference(self.job), type_, reason, message)
             .await;
     }
 

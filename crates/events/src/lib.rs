@@ -320,6 +320,15 @@ impl Correlator {
     }
 }
 
+/// The reference an event about `obj` carries (upstream's `ref.GetReference`: kind,
+/// apiVersion, namespace, name, uid and resourceVersion).
+pub fn reference<K: kube::Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
+    ObjectReference {
+        resource_version: obj.meta().resource_version.clone(),
+        ..obj.object_ref(&())
+    }
+}
+
 /// Events waiting to be written, at most (upstream's `maxQueuedEvents`).
 const MAX_QUEUED_EVENTS: usize = 1000;
 

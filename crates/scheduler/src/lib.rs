@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -559,15 +559,7 @@ impl Scheduler {
 
     /// Records an event about `pod` (queued: never waits for the API).
     fn record_event(&self, pod: &Pod, reason: &str, message: &str, type_: &str, action: &str) {
-        let object = ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            namespace: pod.metadata.namespace.clone(),
-            name: pod.metadata.name.clone(),
-            uid: pod.metadata.uid.clone(),
-            resource_version: pod.metadata.resource_version.clone(),
-            ..Default::default()
-        };
+        let object = rkube_events::reference(pod);
         let mut event = self
             .events
             .event(&object, type_, reason, message, jiff::Timestamp::now());
