@@ -57,6 +57,17 @@ fn print_progress(p: PullProgress) {
     }
 }
 
+fn print_imported(images: &[rkube_cri::Image]) {
+    for img in images {
+        let names = if img.repo_tags.is_empty() {
+            "<none>".to_string()
+        } else {
+            img.repo_tags.join(", ")
+        };
+        eprintln!("imported {names} ({})", img.id);
+    }
+}
+
 /// Runs one subcommand against `<data-dir>/agent/image-store`.
 pub async fn run(cmd: ImageCommand, data_dir: &Path) -> anyhow::Result<()> {
     let store = ImageStore::open_data_dir(data_dir)?;
@@ -64,36 +75,11 @@ pub async fn run(cmd: ImageCommand, data_dir: &Path) -> anyhow::Result<()> {
         ImageCommand::Import { files } => {
             for f in files {
                 eprintln!("importing {}", f.display());
-                let images = store.import(&f, &print_progress).await?;
-                for img in images {
-                    let names = if img.repo_tags.is_empty() {
-                        "<none>".to_string()
-                    } else {
-                        img.repo_tags.join(", ")
-                    };
-                    eprintln!("imported {names} ({})", img.id);
-                }
+                print_imported(&store.import(&f, &print_progress).await?);
             }
         }
         ImageCommand::ImportDir { dir } => {
-            let print = |p: PullProgress| {
-                if let PullProgress::Resolved {
-                    layers,
-                    total_bytes,
-                } = p
-                {
-                    eprintln!(
-                        "importing image: {layers} layer(s), {}",
-                        human_size(total_bytes)
-                    );
-                }
-            };
-            for image in store.import_dir(&dir, &print).await? {
-                eprintln!(
-                    "imported image {}",
-                    image.repo_tags.first().unwrap_or(&image.id)
-                );
-            }
+            print_imported(&store.import_dir(&dir, &print_progress).await?);
         }
         ImageCommand::Ls => {
             let images = store.list_images().await?;

@@ -3,8 +3,8 @@
 //! (`rkube-events`: repeats counted as `BackOff (x7 over 4m)`, similar events combined, spam
 //! limited).
 //!
-//! Recording never blocks a pod worker: events go through a channel (which tests read
-//! directly) to one writer task.
+//! Recording never blocks a pod worker: events queue for the shared recorder's writer task
+//! (tests read them from a channel instead).
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::Client;
@@ -34,24 +34,48 @@ pub struct RecordedEvent {
     pub message: String,
 }
 
-/// Hands events to the writer task (or to a test's receiver).
-#[derive(Clone, Debug)]
+/// Hands events to the shared recorder's writer (or to a test's receiver).
+#[derive(Clone)]
 pub struct Recorder {
-    tx: mpsc::UnboundedSender<RecordedEvent>,
+    sink: Sink,
+}
+
+#[derive(Clone)]
+enum Sink {
+    /// A test reads the events.
+    Channel(mpsc::UnboundedSender<RecordedEvent>),
+    /// Written as `v1 Event`s by `rkube-events`.
+    Api(rkube_events::Recorder),
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sink = match self.sink {
+            Sink::Channel(_) => "channel",
+            Sink::Api(_) => "api",
+        };
+        f.debug_struct("Recorder").field("sink", &sink).finish()
+    }
 }
 
 impl Recorder {
     /// A recorder whose events land in the returned receiver (tests, or a custom writer).
     pub fn channel() -> (Recorder, mpsc::UnboundedReceiver<RecordedEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Recorder { tx }, rx)
+        (
+            Recorder {
+                sink: Sink::Channel(tx),
+            },
+            rx,
+        )
     }
 
-    /// A recorder writing `v1 Event`s through `client` from a background task.
-    pub fn spawn(client: Client, node: String) -> Recorder {
-        let (rec, rx) = Recorder::channel();
-        tokio::spawn(write_events(client, node, rx));
-        rec
+    /// A recorder writing `v1 Event`s through `client` as node `node`, from the shared
+    /// recorder's background writer.
+    pub fn for_node(client: Client, node: &str) -> Recorder {
+        Recorder {
+            sink: Sink::Api(rkube_events::Recorder::on_node(client, "kubelet", node)),
+        }
     }
 
     /// Records an event about `pod` (about one of its containers when `field_path` is set).
@@ -63,21 +87,33 @@ impl Recorder {
         reason: &str,
         message: impl Into<String>,
     ) {
-        let ev = RecordedEvent {
-            namespace: pod
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".into()),
-            name: pod.metadata.name.clone().unwrap_or_default(),
-            uid: pod.metadata.uid.clone().unwrap_or_default(),
-            field_path,
-            type_: type_.to_string(),
-            reason: reason.to_string(),
-            message: message.into(),
-        };
-        // The receiver only goes away at shutdown; a lost event then does not matter.
-        let _ = self.tx.send(ev);
+        match &self.sink {
+            Sink::Api(recorder) => {
+                let object = ObjectReference {
+                    field_path,
+                    ..rkube_events::reference(pod)
+                };
+                let now = jiff::Timestamp::now();
+                recorder.emit(recorder.event(&object, type_, reason, &message.into(), now));
+            }
+            Sink::Channel(tx) => {
+                let ev = RecordedEvent {
+                    namespace: pod
+                        .metadata
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| "default".into()),
+                    name: pod.metadata.name.clone().unwrap_or_default(),
+                    uid: pod.metadata.uid.clone().unwrap_or_default(),
+                    field_path,
+                    type_: type_.to_string(),
+                    reason: reason.to_string(),
+                    message: message.into(),
+                };
+                // The receiver only goes away at shutdown; a lost event then does not matter.
+                let _ = tx.send(ev);
+            }
+        }
     }
 }
 
@@ -92,28 +128,5 @@ pub fn container_field_path(pod: &Pod, container: &str) -> String {
         format!("spec.initContainers{{{container}}}")
     } else {
         format!("spec.containers{{{container}}}")
-    }
-}
-
-/// Hands each recorded event to the shared recorder, as node `node`.
-async fn write_events(
-    client: Client,
-    node: String,
-    mut rx: mpsc::UnboundedReceiver<RecordedEvent>,
-) {
-    let recorder = rkube_events::Recorder::on_node(client, "kubelet", &node);
-    while let Some(ev) = rx.recv().await {
-        let object = ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            namespace: Some(ev.namespace),
-            name: Some(ev.name),
-            uid: Some(ev.uid),
-            field_path: ev.field_path,
-            ..Default::default()
-        };
-        recorder
-            .record(&object, &ev.type_, &ev.reason, &ev.message)
-            .await;
     }
 }

@@ -121,7 +121,7 @@ pub async fn run(
         images,
         client: Some(client.clone()),
         api: Arc::new(ClientPodApi(client.clone())),
-        recorder: events::Recorder::spawn(client.clone(), cfg.node_name.clone()),
+        recorder: events::Recorder::for_node(client.clone(), &cfg.node_name),
         backoff: backoff::Backoff::default(),
         cfg: cfg.clone(),
         registry: pods::PodRegistry::default(),

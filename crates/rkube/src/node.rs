@@ -95,20 +95,18 @@ async fn import_airgap_images(data_dir: &Path) {
     if !dir.is_dir() {
         return;
     }
-    let status = match std::env::current_exe() {
-        Ok(exe) => {
-            tokio::process::Command::new(exe)
-                .arg("image")
-                .arg("--data-dir")
-                .arg(data_dir)
-                .arg("import-dir")
-                .arg(&dir)
-                .stdin(std::process::Stdio::null())
-                .status()
-                .await
-        }
-        Err(e) => Err(e),
-    };
+    let status = async {
+        tokio::process::Command::new(std::env::current_exe()?)
+            .arg("image")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("import-dir")
+            .arg(&dir)
+            .stdin(std::process::Stdio::null())
+            .status()
+            .await
+    }
+    .await;
     match status {
         Ok(s) if s.success() => {}
         Ok(s) => eprintln!("importing images from {}: {s}", dir.display()),

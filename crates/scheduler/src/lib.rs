@@ -71,7 +71,7 @@ pub struct Scheduler {
     pods_synced: AtomicBool,
     /// PodDisruptionBudgets by `namespace/name`.
     pdbs: Mutex<HashMap<String, Arc<PodDisruptionBudget>>>,
-    /// Scheduled and FailedScheduling events, as `default-scheduler`.
+    /// Scheduled, FailedScheduling and Preempted events, as `default-scheduler`.
     events: Recorder,
 }
 
